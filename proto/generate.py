@@ -13,9 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grpc_tools import protoc
-
 import grpc_tools
+from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"

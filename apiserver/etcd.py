@@ -1,0 +1,211 @@
+"""A small etcd v3 client over several members, on aetcd's gRPC stubs.
+
+Only the apiserver talks to etcd, and only through this module. Requests go
+to one member; a member that refuses or resets the connection, or answers
+that it has no leader, is left for the next one until the request budget is
+spent. Then the call fails with EtcdUnavailable, so an apiserver whose etcd
+has lost quorum answers quickly instead of hanging.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import grpc
+from aetcd.rpc import rpc_pb2 as rpc
+from aetcd.rpc import rpc_pb2_grpc as rpc_grpc
+from prometheus_client import Histogram
+
+log = logging.getLogger("minik8s.apiserver.etcd")
+
+ETCD_LATENCY = Histogram(
+    "etcd_request_duration_seconds", "etcd request latency by operation",
+    ["operation"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+# etcd closes a watch whose member loses its leader, instead of leaving it
+# silently stalled on a partitioned member (as Kubernetes asks for).
+REQUIRE_LEADER = (("hasleader", "true"),)
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class EtcdUnavailable(Exception):
+    """No etcd member could serve the request within the budget."""
+
+
+class EtcdCompacted(Exception):
+    """A watch asked for a revision etcd has compacted away."""
+
+
+def range_end(prefix: bytes) -> bytes:
+    """The end of the key range that holds every key starting with prefix."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"
+
+
+# ---------------------------------------------------------------- txn helpers
+
+def created(key: bytes, exists: bool) -> rpc.Compare:
+    """Compare: the key exists (or does not)."""
+    return rpc.Compare(key=key, target=rpc.Compare.CREATE, create_revision=0,
+                       result=rpc.Compare.GREATER if exists else rpc.Compare.EQUAL)
+
+
+def mod_revision_is(key: bytes, revision: int) -> rpc.Compare:
+    return rpc.Compare(key=key, target=rpc.Compare.MOD, mod_revision=revision,
+                       result=rpc.Compare.EQUAL)
+
+
+def put(key: bytes, value: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))
+
+
+def delete(key: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
+
+
+def get(key: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
+
+
+# ---------------------------------------------------------------- client
+
+class Etcd:
+    def __init__(self, endpoints: Sequence[str], *, request_timeout: float = 5.0) -> None:
+        if not endpoints:
+            raise ValueError("no etcd endpoints")
+        self.endpoints = list(endpoints)
+        self.request_timeout = request_timeout
+        self._current = 0
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, endpoint: str) -> grpc.aio.Channel:
+        if endpoint not in self._channels:
+            self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=(
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+            ))
+        return self._channels[endpoint]
+
+    def _next_endpoint(self, failed: str) -> None:
+        if self.endpoints[self._current] == failed:
+            self._current = (self._current + 1) % len(self.endpoints)
+
+    async def _call(self, operation: str, stub_cls: type, method: str, request: object) -> object:
+        """Call one member after another until one answers or the budget is spent."""
+        deadline = time.monotonic() + self.request_timeout
+        last_error = "no member tried"
+        delay = 0.02
+        with ETCD_LATENCY.labels(operation).time():
+            while True:
+                endpoint = self.endpoints[self._current]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise EtcdUnavailable(
+                        f"etcd unavailable ({last_error}); is a quorum of members up?")
+                stub = stub_cls(self._channel(endpoint))
+                try:
+                    return await getattr(stub, method)(request, timeout=min(remaining, 2.0),
+                                                       metadata=REQUIRE_LEADER)
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in _RETRYABLE:
+                        raise
+                    last_error = f"{endpoint}: {err.details() or err.code().name}"
+                    self._next_endpoint(endpoint)
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.5)
+
+    async def txn(self, compare: Sequence[rpc.Compare], success: Sequence[rpc.RequestOp],
+                  failure: Sequence[rpc.RequestOp] = ()) -> rpc.TxnResponse:
+        req = rpc.TxnRequest(compare=compare, success=success, failure=failure)
+        return await self._call("txn", rpc_grpc.KVStub, "Txn", req)  # type: ignore[return-value]
+
+    async def range(self, key: bytes, end: bytes = b"", *, count_only: bool = False,
+                    revision: int = 0) -> rpc.RangeResponse:
+        req = rpc.RangeRequest(key=key, range_end=end, count_only=count_only, revision=revision)
+        return await self._call("range", rpc_grpc.KVStub, "Range", req)  # type: ignore[return-value]
+
+    async def get(self, key: bytes) -> rpc.KeyValue | None:
+        resp = await self.range(key)
+        return resp.kvs[0] if resp.kvs else None
+
+    async def revision(self) -> int:
+        """The current revision of the etcd cluster (a linearizable read)."""
+        resp = await self.range(b"\0", count_only=True)
+        return resp.header.revision
+
+    async def is_compacted(self, revision: int) -> bool:
+        """Whether etcd has compacted away the history at revision."""
+        try:
+            await self.range(b"\0", count_only=True, revision=revision)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.OUT_OF_RANGE:
+                return True
+            raise
+        return False
+
+    async def compact(self, revision: int) -> None:
+        req = rpc.CompactionRequest(revision=revision, physical=True)
+        await self._call("compact", rpc_grpc.KVStub, "Compact", req)
+
+    def open_watch(self, prefix: bytes, start_revision: int) -> EtcdWatch:
+        endpoint = self.endpoints[self._current]
+        return EtcdWatch(self, endpoint, prefix, start_revision)
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+
+
+class EtcdWatch:
+    """One etcd watch stream on a key prefix, with on-demand progress requests."""
+
+    def __init__(self, etcd: Etcd, endpoint: str, prefix: bytes, start_revision: int) -> None:
+        self._etcd = etcd
+        self.endpoint = endpoint
+        self._prefix = prefix
+        self._start = start_revision
+        self._call: grpc.aio.StreamStreamCall | None = None
+
+    async def start(self) -> None:
+        stub = rpc_grpc.WatchStub(self._etcd._channel(self.endpoint))
+        self._call = stub.Watch(metadata=REQUIRE_LEADER)
+        create = rpc.WatchCreateRequest(key=self._prefix, range_end=range_end(self._prefix),
+                                        start_revision=self._start, prev_kv=True)
+        await self._call.write(rpc.WatchRequest(create_request=create))
+
+    async def request_progress(self) -> None:
+        if self._call is not None:
+            await self._call.write(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+
+    async def read(self) -> rpc.WatchResponse:
+        """The next response; raises EtcdCompacted, or an error when the stream breaks."""
+        assert self._call is not None
+        try:
+            resp = await self._call.read()
+        except grpc.aio.AioRpcError:
+            self._etcd._next_endpoint(self.endpoint)
+            raise
+        if resp is grpc.aio.EOF:
+            self._etcd._next_endpoint(self.endpoint)
+            raise EtcdUnavailable(f"etcd watch on {self.endpoint} ended")
+        if resp.compact_revision:
+            raise EtcdCompacted(f"revision {self._start} compacted (now {resp.compact_revision})")
+        if resp.canceled:
+            self._etcd._next_endpoint(self.endpoint)
+            raise EtcdUnavailable(f"etcd watch canceled: {resp.cancel_reason}")
+        return resp
+
+    def cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()

@@ -1,0 +1,227 @@
+"""The apiserver's gRPC service and process: request path, metrics, lifecycle."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from apiserver.allocators import ServiceAllocator
+from apiserver.etcd import Etcd, EtcdUnavailable
+from apiserver.registry import DEFAULT_MAX_OBJECT_BYTES, Registry, matcher
+from apiserver.storage import Storage
+from apiserver.watchcache import WatchCache
+from minik8s import errors, kinds, serving
+from minik8s.api.v1 import apiserver_pb2 as api
+from minik8s.api.v1 import apiserver_pb2_grpc as api_grpc
+from minik8s.api.v1 import types_pb2 as t
+from minik8s.client import ORIGIN_APISERVER, ORIGIN_KEY
+
+log = logging.getLogger("minik8s.apiserver")
+
+REQUESTS = Counter("apiserver_request_total", "API requests by verb, kind and code",
+                   ["verb", "resource", "code"])
+LATENCY = Histogram("apiserver_request_duration_seconds", "API request latency",
+                    ["verb", "resource"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+ORIGIN = ((ORIGIN_KEY, ORIGIN_APISERVER),)
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+def _resource(request: Any) -> str:
+    if hasattr(request, "object") and isinstance(request.object, api.Object):
+        kind = kinds.kind_of_wrapped(request.object)
+        return kind.name if kind else ""
+    return getattr(request, "kind", "") or ("Pod" if isinstance(request, api.BindRequest) else "")
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    context.set_trailing_metadata(ORIGIN)
+    await context.abort(code, message)
+
+
+def _as_status(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, errors.ApiError):
+        return exc.code, exc.message
+    if isinstance(exc, EtcdUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    log.exception("internal error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+def unary(verb: str) -> Callable:
+    """Wrap a handler: errors to status codes, the origin marker, metrics."""
+    def wrap(handler: Callable) -> Callable:
+        @functools.wraps(handler)
+        async def call(self: ApiService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            resource = _resource(request)
+            code = grpc.StatusCode.OK
+            try:
+                result = await handler(self, request)
+                context.set_trailing_metadata(ORIGIN)
+                return result
+            except Exception as exc:  # every failure becomes a status, never a traceback
+                code, message = _as_status(exc)
+                await _abort(context, code, message)
+            finally:
+                REQUESTS.labels(verb, resource, code.name).inc()
+                LATENCY.labels(verb, resource).observe(time.perf_counter() - start)
+        return call
+    return wrap
+
+
+def _typed(wrapped: api.Object) -> Any:
+    if kinds.kind_of_wrapped(wrapped) is None:
+        raise errors.Invalid("object: must hold an object of a known kind")
+    return kinds.unwrap(wrapped)
+
+
+def _watch_revision(rv: str) -> int | None:
+    if rv in ("", "0"):
+        return None
+    try:
+        return int(rv)
+    except ValueError:
+        raise errors.Invalid(f"resourceVersion: invalid value {rv!r}") from None
+
+
+class ApiService(api_grpc.ApiServerServicer):
+    def __init__(self, registry: Registry, cache: WatchCache) -> None:
+        self.registry = registry
+        self.cache = cache
+
+    @unary("create")
+    async def Create(self, request: api.CreateRequest) -> api.Object:
+        return kinds.wrap(await self.registry.create(_typed(request.object)))
+
+    @unary("get")
+    async def Get(self, request: api.GetRequest) -> api.Object:
+        return kinds.wrap(await self.registry.get(request.kind, request.namespace, request.name))
+
+    @unary("list")
+    async def List(self, request: api.ListRequest) -> api.ListResponse:
+        items, revision = await self.registry.list(request)
+        return api.ListResponse(items=[kinds.wrap(o) for o in items],
+                                resource_version=str(revision))
+
+    @unary("update")
+    async def Update(self, request: api.UpdateRequest) -> api.Object:
+        return kinds.wrap(await self.registry.update(_typed(request.object)))
+
+    @unary("update_status")
+    async def UpdateStatus(self, request: api.UpdateRequest) -> api.Object:
+        return kinds.wrap(await self.registry.update(_typed(request.object), status=True))
+
+    @unary("delete")
+    async def Delete(self, request: api.DeleteRequest) -> api.Object:
+        return kinds.wrap(await self.registry.delete(request))
+
+    @unary("bind")
+    async def Bind(self, request: api.BindRequest) -> api.Object:
+        return kinds.wrap(await self.registry.bind(request))
+
+    @unary("apply")
+    async def Apply(self, request: api.ApplyRequest) -> api.ApplyResponse:
+        return api.ApplyResponse(results=await self.registry.apply(request))
+
+    async def Watch(self, request: api.WatchRequest,
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[api.WatchEvent]:
+        REQUESTS.labels("watch", request.kind, "OK").inc()
+        try:
+            kind = kinds.by_name(request.kind)
+        except kinds.UnknownKind as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"kind: {exc}")
+            return
+        try:
+            matches = matcher(kind, request.namespace, request.label_selector,
+                              request.field_selector)
+            revision = _watch_revision(request.resource_version)
+            events = self.cache[kind.name].watch(matches, revision, request.allow_bookmarks)
+            async for ev in events:
+                yield api.WatchEvent(type=ev.type, object=kinds.wrap(ev.obj),
+                                     resource_version=str(ev.revision))
+        except Exception as exc:  # every failure becomes a status, never a traceback
+            code, message = _as_status(exc)
+            await _abort(context, code, message)
+
+
+@dataclass
+class Options:
+    etcd_servers: list[str]
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    http_port: int = 8080
+    service_cidr: str = "10.96.0.0/16"
+    watch_cache_size: int = 10_000
+    bookmark_interval: float = 5.0
+    etcd_request_timeout: float = 5.0
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
+
+
+async def _ensure_namespaces(registry: Registry) -> None:
+    """Create the built-in namespaces (every replica tries; one wins)."""
+    for name in DEFAULT_NAMESPACES:
+        while True:
+            try:
+                await registry.create(t.Namespace(metadata=t.ObjectMeta(name=name)))
+                break
+            except errors.AlreadyExists:
+                break
+            except errors.ApiError as exc:
+                log.warning("creating namespace %s: %s; retrying", name, exc)
+                await asyncio.sleep(1)
+
+
+async def run(opts: Options) -> None:
+    """Run one apiserver replica until SIGTERM."""
+    etcd = Etcd(opts.etcd_servers, request_timeout=opts.etcd_request_timeout)
+    cache = WatchCache(etcd, capacity=opts.watch_cache_size,
+                       bookmark_interval=opts.bookmark_interval)
+    cache.start()
+    cidr = ipaddress.ip_network(opts.service_cidr)
+    allocator = ServiceAllocator(cidr, lambda: cache["Service"].objects.values())
+    registry = Registry(Storage(etcd), cache, allocator, max_object_bytes=opts.max_object_bytes)
+
+    server = serving.make_grpc_server(max_message_bytes=2 * opts.max_object_bytes + 65536)
+    api_grpc.add_ApiServerServicer_to_server(ApiService(registry, cache), server)
+    health = serving.add_grpc_health(server)
+    port = server.add_insecure_port(f"{opts.bind_address}:{opts.port}")
+
+    async def ready() -> bool:
+        if not cache.synced():
+            return False
+        await asyncio.wait_for(etcd.revision(), 2)
+        return True
+
+    http = serving.HttpEndpoints(healthz=lambda: True, readyz=ready)
+    http_port = await http.start(opts.bind_address, opts.http_port)
+    await server.start()
+    log.info("serving the API on %s:%d, health and metrics on http://%s:%d", opts.bind_address,
+             port, opts.bind_address, http_port)
+    namespaces = asyncio.create_task(_ensure_namespaces(registry))
+    synced = asyncio.create_task(_serving_when_synced(cache, health))
+    signame = await serving.wait_for_termination()
+    log.info("received %s; shutting down", signame)
+    await serving.set_serving(health, False)
+    namespaces.cancel()
+    synced.cancel()
+    await server.stop(grace=2)
+    await http.stop()
+    await cache.stop()
+    await etcd.close()
+
+
+async def _serving_when_synced(cache: WatchCache, health: Any) -> None:
+    await serving.set_serving(health, False)
+    await cache.wait_synced()
+    await serving.set_serving(health, True)
+    log.info("watch caches synced")

@@ -1,0 +1,189 @@
+"""The API client: one object over all apiserver endpoints.
+
+Calls go to one endpoint at a time. When that endpoint cannot be reached
+(connection refused or reset: the apiserver is down), the client moves to the
+next one and retries with backoff until its retry deadline, so killing an
+apiserver is invisible to callers except for latency. An error that an
+apiserver itself answered (including UNAVAILABLE because etcd has no quorum)
+is raised at once: another apiserver would answer the same.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from minik8s import errors, kinds
+from minik8s.api.v1 import apiserver_pb2 as api
+from minik8s.api.v1 import apiserver_pb2_grpc as api_grpc
+
+log = logging.getLogger("minik8s.client")
+
+# Trailing metadata the apiserver sets on every answer, so the client can tell
+# an apiserver's own UNAVAILABLE (etcd down: do not fail over) from a
+# transport failure (apiserver down: fail over).
+ORIGIN_KEY = "minik8s-origin"
+ORIGIN_APISERVER = "apiserver"
+
+CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+)
+
+
+@dataclass
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: Message
+    resource_version: str
+
+
+def make_channel(target: str) -> grpc.aio.Channel:
+    """The one place client channels are built (TLS will be added here)."""
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+
+
+def _answered_by_apiserver(err: grpc.aio.AioRpcError) -> bool:
+    trailing = err.trailing_metadata() or ()
+    return any(k == ORIGIN_KEY for k, _ in trailing)
+
+
+def _is_transport_failure(err: grpc.aio.AioRpcError) -> bool:
+    return err.code() == grpc.StatusCode.UNAVAILABLE and not _answered_by_apiserver(err)
+
+
+class ApiClient:
+    """Typed access to the API over several apiserver endpoints with failover."""
+
+    def __init__(self, servers: Sequence[str], *, timeout: float = 10.0,
+                 retry_deadline: float = 20.0) -> None:
+        if not servers:
+            raise ValueError("no apiserver endpoints given")
+        self.servers = list(servers)
+        self.timeout = timeout
+        self.retry_deadline = retry_deadline
+        self._current = random.randrange(len(self.servers))
+        self._stubs: dict[str, tuple[grpc.aio.Channel, api_grpc.ApiServerStub]] = {}
+
+    # ------------------------------------------------------------ transport
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint calls currently go to."""
+        return self.servers[self._current]
+
+    def _stub(self, server: str) -> api_grpc.ApiServerStub:
+        if server not in self._stubs:
+            channel = make_channel(server)
+            self._stubs[server] = (channel, api_grpc.ApiServerStub(channel))
+        return self._stubs[server][1]
+
+    def _fail_over(self, server: str) -> None:
+        """Move to the next endpoint, unless another call already did."""
+        if self.servers[self._current] == server and len(self.servers) > 1:
+            self._current = (self._current + 1) % len(self.servers)
+            log.info("apiserver %s unreachable; trying %s", server, self.endpoint)
+
+    async def _unary(self, method: str, request: Message) -> Any:
+        deadline = time.monotonic() + self.retry_deadline
+        delay = 0.05
+        while True:
+            server = self.endpoint
+            try:
+                return await getattr(self._stub(server), method)(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as err:
+                if not _is_transport_failure(err) or time.monotonic() + delay > deadline:
+                    raise errors.from_rpc_error(err) from None
+                self._fail_over(server)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def close(self) -> None:
+        for channel, _ in self._stubs.values():
+            await channel.close()
+        self._stubs.clear()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ verbs
+
+    async def create(self, obj: Message) -> Message:
+        return kinds.unwrap(await self._unary("Create", api.CreateRequest(object=kinds.wrap(obj))))
+
+    async def get(self, kind: str, name: str, namespace: str = "") -> Message:
+        req = api.GetRequest(kind=kind, namespace=namespace, name=name)
+        return kinds.unwrap(await self._unary("Get", req))
+
+    async def list(self, kind: str, namespace: str = "", label_selector: str = "",
+                   field_selector: str = "") -> tuple[list[Message], str]:
+        """All matching objects and the resourceVersion to watch from."""
+        req = api.ListRequest(kind=kind, namespace=namespace, label_selector=label_selector,
+                              field_selector=field_selector)
+        resp = await self._unary("List", req)
+        return [kinds.unwrap(o) for o in resp.items], resp.resource_version
+
+    async def update(self, obj: Message) -> Message:
+        return kinds.unwrap(await self._unary("Update", api.UpdateRequest(object=kinds.wrap(obj))))
+
+    async def update_status(self, obj: Message) -> Message:
+        req = api.UpdateRequest(object=kinds.wrap(obj))
+        return kinds.unwrap(await self._unary("UpdateStatus", req))
+
+    async def delete(self, kind: str, name: str, namespace: str = "", *,
+                     resource_version: str = "", grace_period_seconds: int | None = None,
+                     propagation_policy: str = "") -> Message:
+        """Delete (or, for a running pod, start deleting) an object; returns it as last stored."""
+        req = api.DeleteRequest(kind=kind, namespace=namespace, name=name,
+                                resource_version=resource_version,
+                                propagation_policy=propagation_policy)
+        if grace_period_seconds is not None:
+            req.grace_period_seconds = grace_period_seconds
+        return kinds.unwrap(await self._unary("Delete", req))
+
+    async def bind(self, namespace: str, name: str, node_name: str, uid: str = "") -> Message:
+        req = api.BindRequest(namespace=namespace, name=name, node_name=node_name, uid=uid)
+        return kinds.unwrap(await self._unary("Bind", req))
+
+    async def apply(self, manifest: str, namespace: str = "",
+                    create_only: bool = False) -> list[api.ApplyResult]:
+        req = api.ApplyRequest(manifest=manifest, namespace=namespace, create_only=create_only)
+        return list((await self._unary("Apply", req)).results)
+
+    async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
+                    field_selector: str = "", resource_version: str = "",
+                    allow_bookmarks: bool = True) -> AsyncIterator[WatchEvent]:
+        """Stream changes after resource_version from one apiserver.
+
+        Raises errors.Expired when resource_version is too old (relist), and
+        another ApiError when the stream breaks; callers resume from the last
+        resourceVersion they saw (the Informer does).
+        """
+        req = api.WatchRequest(kind=kind, namespace=namespace, label_selector=label_selector,
+                               field_selector=field_selector, resource_version=resource_version,
+                               allow_bookmarks=allow_bookmarks)
+        server = self.endpoint
+        call = self._stub(server).Watch(req)
+        try:
+            async for ev in call:
+                yield WatchEvent(ev.type, kinds.unwrap(ev.object), ev.resource_version)
+        except grpc.aio.AioRpcError as err:
+            if _is_transport_failure(err):
+                self._fail_over(server)
+            raise errors.from_rpc_error(err) from None
+        finally:
+            call.cancel()

@@ -1,0 +1,231 @@
+"""A local cluster of real processes: etcd members and apiservers.
+
+`minik8s local-up` and the integration tests both use this. Everything it
+starts is recorded in <workdir>/cluster.json (names, PIDs, ports), so
+`local-up --down` stops exactly those processes and nothing else.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from minik8s import config
+
+STATE_FILE = "cluster.json"
+
+
+class ClusterError(Exception):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    ports: dict[str, int]
+    pid: int = 0
+
+    @property
+    def alive(self) -> bool:
+        if not self.pid:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        try:  # a zombie child is dead for our purposes
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+
+@dataclass
+class LocalCluster:
+    workdir: Path
+    masters: int = 3
+    host: str = "127.0.0.1"
+    service_cidr: str = "10.96.0.0/16"
+    apiserver_args: list[str] = field(default_factory=list)
+    procs: dict[str, Proc] = field(default_factory=dict)
+    _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------ layout
+
+    def _plan(self) -> None:
+        etcd_peers = {f"etcd-{i}": free_port() for i in range(self.masters)}
+        initial = ",".join(f"{n}=http://{self.host}:{p}" for n, p in etcd_peers.items())
+        token = f"minik8s-{os.getpid()}-{int(time.time())}"
+        for name, peer in etcd_peers.items():
+            client = free_port()
+            self.procs[name] = Proc(name, [
+                shutil.which("etcd") or "etcd", "--name", name,
+                "--data-dir", str(self.workdir / "data" / name),
+                "--listen-client-urls", f"http://{self.host}:{client}",
+                "--advertise-client-urls", f"http://{self.host}:{client}",
+                "--listen-peer-urls", f"http://{self.host}:{peer}",
+                "--initial-advertise-peer-urls", f"http://{self.host}:{peer}",
+                "--initial-cluster", initial, "--initial-cluster-token", token,
+                "--initial-cluster-state", "new",
+                "--heartbeat-interval", "100", "--election-timeout", "1000",
+                "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
+            ], {"client": client, "peer": peer})
+        etcd = ",".join(f"{self.host}:{p.ports['client']}" for p in self.etcd_procs())
+        for i in range(self.masters):
+            port, http = free_port(), free_port()
+            self.procs[f"apiserver-{i}"] = Proc(f"apiserver-{i}", [
+                sys.executable, "-m", "minik8s.cli.daemons", "apiserver",
+                "--etcd-servers", etcd, "--bind-address", self.host,
+                "--port", str(port), "--http-port", str(http),
+                "--service-cidr", self.service_cidr, *self.apiserver_args,
+            ], {"grpc": port, "http": http})
+
+    def etcd_procs(self) -> list[Proc]:
+        return [p for n, p in self.procs.items() if n.startswith("etcd-")]
+
+    def apiserver_procs(self) -> list[Proc]:
+        return [p for n, p in self.procs.items() if n.startswith("apiserver-")]
+
+    @property
+    def servers(self) -> list[str]:
+        return [f"{self.host}:{p.ports['grpc']}" for p in self.apiserver_procs()]
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        return [f"{self.host}:{p.ports['client']}" for p in self.etcd_procs()]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start etcd and the apiservers; return when every apiserver is ready."""
+        if shutil.which("etcd") is None:
+            raise ClusterError("etcd is not installed (apt-get install etcd-server etcd-client)")
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self._plan()
+        for proc in self.procs.values():
+            self._spawn(proc)
+        self.save()
+        self.wait_ready(timeout)
+        config.write(self.workdir / "config", self.servers)
+
+    def _spawn(self, proc: Proc) -> None:
+        log = open(self.workdir / "logs" / f"{proc.name}.log", "ab")  # noqa: SIM115
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True, cwd=self.workdir)
+        log.close()
+        proc.pid = child.pid
+        self._children[proc.name] = child
+
+    def wait_ready(self, timeout: float = 60.0, names: list[str] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        pending = [self.procs[n] for n in names] if names else self.apiserver_procs()
+        pending = [p for p in pending if "http" in p.ports]
+        while pending:
+            proc = pending[0]
+            if not proc.alive:
+                raise ClusterError(f"{proc.name} exited; see {self.log_path(proc.name)}")
+            if _http_ok(f"http://{self.host}:{proc.ports['http']}/readyz"):
+                pending.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{proc.name} not ready after {timeout:.0f}s; see "
+                                   f"{self.log_path(proc.name)}")
+            time.sleep(0.1)
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        """Send a real signal to one of the cluster's processes."""
+        proc = self.procs[name]
+        if proc.alive:
+            os.kill(proc.pid, sig)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and reap it."""
+        self.signal(name, signal.SIGKILL)
+        self._reap(name, 10)
+
+    def restart(self, name: str) -> None:
+        """Start a stopped process again with the same command line and ports."""
+        proc = self.procs[name]
+        if proc.alive:
+            raise ClusterError(f"{name} is still running")
+        self._spawn(proc)
+        self.save()
+
+    def _reap(self, name: str, timeout: float) -> bool:
+        child = self._children.get(name)
+        proc = self.procs[name]
+        deadline = time.monotonic() + timeout
+        while proc.alive and time.monotonic() < deadline:
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=0.1)
+            else:
+                time.sleep(0.1)
+        return not proc.alive
+
+    def stop(self) -> None:
+        """SIGTERM everything (apiservers first), SIGKILL what does not exit."""
+        for group in (self.apiserver_procs(), self.etcd_procs()):
+            for proc in group:
+                self.signal(proc.name, signal.SIGTERM)
+            for proc in group:
+                if not self._reap(proc.name, 10):
+                    self.kill(proc.name)
+
+    # ------------------------------------------------------------ state file
+
+    def save(self) -> None:
+        state = {"host": self.host, "procs": [asdict(p) for p in self.procs.values()]}
+        (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, workdir: Path) -> LocalCluster:
+        try:
+            state = json.loads((workdir / STATE_FILE).read_text())
+        except FileNotFoundError:
+            raise ClusterError(f"no cluster in {workdir} (no {STATE_FILE})") from None
+        cluster = cls(workdir=workdir, host=state["host"])
+        for p in state["procs"]:
+            proc = Proc(**p)
+            # only a PID still running the command we started is ours to stop
+            if proc.alive and not _runs(proc.pid, proc.argv):
+                proc.pid = 0
+            cluster.procs[proc.name] = proc
+        return cluster
+
+
+def _runs(pid: int, argv: list[str]) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")
+    except FileNotFoundError:
+        return False
+    return [a.decode() for a in cmdline if a][1:] == argv[1:]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the system packages minik8s needs (Debian), only those missing.
+# Used by `make up` and by CI; safe to run again.
+set -euo pipefail
+
+declare -A want=(
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
+  [dockerd]=docker.io
+  [iptables]=iptables
+  [ip]=iproute2
+)
+missing=()
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "minik8s needs these packages: ${missing[*]}" >&2
+  echo "install them (Debian: sudo apt-get install -y ${missing[*]}) and run again" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} ..."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

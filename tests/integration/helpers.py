@@ -1,0 +1,44 @@
+"""Shared pieces of the integration tests."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from apiserver.etcd import Etcd, range_end
+from minik8s import kinds
+from minik8s.api.v1 import types_pb2 as t
+
+T = TypeVar("T")
+
+
+def pod(name: str, namespace: str, **labels: str) -> t.Pod:
+    return t.Pod(metadata=t.ObjectMeta(name=name, namespace=namespace, labels=labels),
+                 spec=t.PodSpec(containers=[t.Container(name="c", image="busybox:1.36")]))
+
+
+async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 20.0,
+                     interval: float = 0.05) -> T:
+    """Poll check until it returns a truthy value; fail with its last result after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+async def etcd_state(endpoints: list[str], kind: str, namespace: str) -> dict[str, str]:
+    """name -> resourceVersion of every object of a kind in a namespace, read from etcd."""
+    etcd = Etcd(endpoints)
+    try:
+        prefix = kinds.prefix(kinds.by_name(kind), namespace).encode()
+        resp = await etcd.range(prefix, range_end(prefix))
+        return {kv.key.decode().rsplit("/", 1)[-1]: str(kv.mod_revision) for kv in resp.kvs}
+    finally:
+        await etcd.close()
