@@ -151,7 +151,7 @@ class Registry:
             suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits)
                              for _ in range(5))
             meta.name = meta.generate_name + suffix
-        meta.uid = str(uuid.uuid4())
+        meta.uid = _uid(meta.uid)
         meta.resource_version = ""
         meta.generation = 1
         meta.creation_timestamp.FromDatetime(_now())
@@ -366,6 +366,16 @@ class Registry:
             raise errors.Conflict(f'{kind.plural} "{meta.name}": changed concurrently; try again')
         result.object.CopyFrom(kinds.wrap(stored))
         return result
+
+
+def _uid(given: str) -> str:
+    """The object's uid: the client's, if it chose one (so retries are safe), else new."""
+    if not given:
+        return str(uuid.uuid4())
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        raise errors.Invalid(f'metadata.uid: Invalid value: "{given}": must be a UUID') from None
 
 
 class _StaleNamespace(errors.Conflict):

@@ -214,10 +214,12 @@ async def run(opts: Options) -> None:
     await serving.set_serving(health, False)
     namespaces.cancel()
     synced.cancel()
+    cache.end_watches("apiserver shutting down; resume on another")
     await server.stop(grace=2)
     await http.stop()
     await cache.stop()
     await etcd.close()
+    log.info("stopped")
 
 
 async def _serving_when_synced(cache: WatchCache, health: Any) -> None:

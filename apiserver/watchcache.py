@@ -158,8 +158,11 @@ class KindCache:
     def _reset(self) -> None:
         """Forget everything; watchers must relist (their revisions may be gone)."""
         self.synced.clear()
+        self.close_watchers(errors.Expired("the watch cache was reset; relist"))
+
+    def close_watchers(self, error: errors.ApiError) -> None:
         for w in list(self._watchers):
-            w.close(errors.Expired("the watch cache was reset; relist"))
+            w.close(error)
 
     async def _follow(self) -> None:
         stream = self.etcd.open_watch(kinds.prefix(self.kind).encode(), self.revision + 1)
@@ -330,6 +333,11 @@ class WatchCache:
 
     async def wait_synced(self) -> None:
         await asyncio.gather(*(c.synced.wait() for c in self.caches.values()))
+
+    def end_watches(self, reason: str) -> None:
+        """End every client watch, so its client resumes on another apiserver."""
+        for c in self.caches.values():
+            c.close_watchers(errors.Unavailable(reason))
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +124,19 @@ class ApiClient:
     # ------------------------------------------------------------ verbs
 
     async def create(self, obj: Message) -> Message:
-        return kinds.unwrap(await self._unary("Create", api.CreateRequest(object=kinds.wrap(obj))))
+        """Create obj. Safe to retry: the client stamps the uid, so when a retry
+        after a lost answer finds the object already there with our uid, that
+        object is the one we created."""
+        wrapped = kinds.wrap(obj)
+        meta = kinds.unwrap(wrapped).metadata
+        meta.uid = meta.uid or str(uuid.uuid4())
+        try:
+            return kinds.unwrap(await self._unary("Create", api.CreateRequest(object=wrapped)))
+        except errors.AlreadyExists:
+            existing = await self.get(kinds.of(obj).name, meta.name, meta.namespace)
+            if existing.metadata.uid == meta.uid:
+                return existing
+            raise
 
     async def get(self, kind: str, name: str, namespace: str = "") -> Message:
         req = api.GetRequest(kind=kind, namespace=namespace, name=name)
