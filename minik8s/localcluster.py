@@ -163,6 +163,10 @@ class LocalCluster:
         self.signal(name, signal.SIGKILL)
         self._reap(name, 10)
 
+    def wait(self, name: str, timeout: float) -> int:
+        """The exit code of a process this object started, once it exits."""
+        return self._children[name].wait(timeout=timeout)
+
     def restart(self, name: str) -> None:
         """Start a stopped process again with the same command line and ports."""
         proc = self.procs[name]
