@@ -1,0 +1,414 @@
+"""`minictl`: the kubectl-like command line of minik8s.
+
+Each command is a click function that hands an async function to `run`,
+which resolves the apiservers and the namespace, runs it with one ApiClient
+(asyncio.run per command) and turns every expected failure into kubectl-style
+text on stderr and exit status 1, never a traceback. Tables live in printers.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from google.protobuf.message import Message
+
+from minik8s import config, errors, kinds, manifest
+from minik8s.cli import printers
+from minik8s.client import ApiClient
+from minik8s.kinds import Kind
+
+DEFAULT_NAMESPACE = "default"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "STDIN"
+OUTPUTS = ("wide", "yaml", "json", "name")
+CASCADES = {"background": "Background", "orphan": "Orphan", "foreground": "Foreground"}
+REASONS: dict[type[errors.ApiError], str] = {
+    errors.ApiError: "InternalError",
+    errors.Unavailable: "ServiceUnavailable",
+}
+
+
+class CliError(Exception):
+    """A mistake on the client side: printed as "error: <message>"."""
+
+
+@dataclass
+class Settings:
+    """The options every API command takes, before or after the command name."""
+
+    server: str | None = None
+    namespace: str | None = None
+
+
+Work = Callable[[ApiClient, str], Awaitable[int]]
+
+
+# ---------------------------------------------------------------- plumbing
+
+def _remember(field: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        settings = ctx.ensure_object(Settings)
+        if value is not None:
+            setattr(settings, field, value)
+    return callback
+
+
+def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("-s", "--server", expose_value=False, callback=_remember("server"),
+                     help="apiserver endpoints host:port,... "
+                          "(default: $MINIK8S_SERVERS, then the config file)")(f)
+    return click.option("-n", "--namespace", expose_value=False, callback=_remember("namespace"),
+                        help=f"namespace (default: {DEFAULT_NAMESPACE})")(f)
+
+
+def fail(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def api_error_text(exc: errors.ApiError, where: str = "") -> str:
+    """kubectl's wording: Error from server (NotFound): pods "x" not found."""
+    reason = REASONS.get(type(exc), type(exc).__name__)
+    return f"Error from server ({reason}): {where + ': ' if where else ''}{exc.message}"
+
+
+def run(work: Work) -> None:
+    """Run one command against the API and exit with its status."""
+    settings = click.get_current_context().ensure_object(Settings)
+    try:
+        servers = config.servers(settings.server)
+        status = asyncio.run(_with_client(servers, settings.namespace or DEFAULT_NAMESPACE, work))
+    except KeyboardInterrupt:
+        status = 0
+    except (config.ConfigError, CliError) as exc:
+        fail(f"error: {exc}")
+        status = 1
+    except errors.Unavailable as exc:
+        fail(f"error: the API at {','.join(servers)} is unavailable: {exc.message}")
+        status = 1
+    except errors.ApiError as exc:
+        fail(api_error_text(exc))
+        status = 1
+    sys.exit(status)
+
+
+async def _with_client(servers: list[str], namespace: str, work: Work) -> int:
+    async with ApiClient(servers) as client:
+        return await work(client, namespace)
+
+
+def parse_kinds(words: str) -> list[Kind]:
+    """The kinds of "deploy,svc", in order, without repeats."""
+    found: list[Kind] = []
+    for word in filter(None, words.split(",")):
+        try:
+            kind = kinds.lookup(word)
+        except kinds.UnknownKind:
+            raise CliError(f'the server doesn\'t have a resource type "{word}"') from None
+        if kind not in found:
+            found.append(kind)
+    if not found:
+        raise CliError("you must specify the type of resource")
+    return found
+
+
+def scope(kind: Kind, namespace: str) -> str:
+    """The namespace to send for a kind: none for cluster-scoped kinds."""
+    return namespace if kind.namespaced else ""
+
+
+def read_manifests(filenames: Iterable[str]) -> list[tuple[str, str]]:
+    """(label, text) of every -f argument: a file, the manifests of a directory, or stdin."""
+    sources = []
+    for name in filenames:
+        if name == "-":
+            sources.append((STDIN, sys.stdin.read()))
+            continue
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir()
+                           if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+        elif path.exists():
+            files = [path]
+        else:
+            raise CliError(f'the path "{name}" does not exist')
+        sources += [(str(p), _read(p)) for p in files]
+    if not sources:
+        raise CliError("no objects passed")
+    return sources
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------- commands
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@api_options
+def main() -> None:
+    """minictl controls a minik8s cluster."""
+
+
+@main.command()
+def version() -> None:
+    """Print the client version."""
+    click.echo(f"Client Version: v{importlib.metadata.version('minik8s')}")
+
+
+FILENAMES = click.option("-f", "--filename", "filenames", multiple=True, required=True,
+                         help="manifest file, directory of manifests, or - for stdin")
+
+
+@main.command()
+@FILENAMES
+@api_options
+def apply(filenames: tuple[str, ...]) -> None:
+    """Create or update the objects in manifests."""
+    run(lambda client, ns: _apply(client, ns, filenames, create_only=False))
+
+
+@main.command()
+@FILENAMES
+@api_options
+def create(filenames: tuple[str, ...]) -> None:
+    """Create the objects in manifests; an existing one is an error."""
+    run(lambda client, ns: _apply(client, ns, filenames, create_only=True))
+
+
+async def _apply(client: ApiClient, namespace: str, filenames: Iterable[str],
+                 create_only: bool) -> int:
+    """Apply each file on its own, so an error names its file; go on after a bad one."""
+    status = 0
+    for label, text in read_manifests(filenames):
+        try:
+            results = await client.apply(text, namespace=namespace, create_only=create_only)
+        except errors.Unavailable:
+            raise
+        except errors.Invalid as exc:
+            fail(f"error: {label}: {exc.message}")
+            status = 1
+            continue
+        except errors.ApiError as exc:
+            fail(api_error_text(exc, label))
+            status = 1
+            continue
+        for result in results:
+            kind = kinds.by_name(result.kind)
+            click.echo(f"{printers.resource_name(kind, result.name)} {result.action}")
+    return status
+
+
+# ---------------------------------------------------------------- get
+
+@dataclass(frozen=True)
+class Query:
+    """What `get` asks for; namespace is "" with --all-namespaces."""
+
+    kinds: list[Kind]
+    names: tuple[str, ...]
+    namespace: str
+    label_selector: str
+    field_selector: str
+    output: str | None
+
+    @property
+    def single(self) -> bool:
+        """One named object: -o yaml/json print it bare rather than in a List."""
+        return len(self.kinds) == 1 and len(self.names) == 1
+
+    def table(self, kind: Kind) -> printers.Table:
+        return printers.Table(kind, wide=self.output == "wide",
+                              namespace_column=not self.namespace,
+                              kind_prefix=len(self.kinds) > 1)
+
+
+@main.command()
+@click.argument("kind_words", metavar="KIND[,KIND...]")
+@click.argument("names", nargs=-1)
+@click.option("-A", "--all-namespaces", is_flag=True, help="list across all namespaces")
+@click.option("-l", "--selector", default="", help="label selector, e.g. app=web,tier!=db")
+@click.option("--field-selector", default="", help="field selector, e.g. spec.nodeName=n1")
+@click.option("-o", "--output", type=click.Choice(OUTPUTS), help="output format")
+@click.option("-w", "--watch", is_flag=True, help="after listing, print changes as they happen")
+@click.option("--watch-timeout", type=float, hidden=True, help="stop watching after SECONDS")
+@api_options
+def get(kind_words: str, names: tuple[str, ...], all_namespaces: bool, selector: str,
+        field_selector: str, output: str | None, watch: bool,
+        watch_timeout: float | None) -> None:
+    """Show objects: a table, or -o yaml|json|name|wide."""
+    def work(client: ApiClient, namespace: str) -> Awaitable[int]:
+        query = Query(parse_kinds(kind_words), names, "" if all_namespaces else namespace,
+                      selector, field_selector, output)
+        if watch:
+            return _get_watch(client, query, watch_timeout)
+        return _get(client, query)
+    run(work)
+
+
+async def _fetch(client: ApiClient, query: Query, kind: Kind) -> tuple[list[Message], str]:
+    """The objects of one kind, and the resourceVersion to watch from (lists only)."""
+    namespace = scope(kind, query.namespace)
+    if query.names:
+        return [await client.get(kind.name, name, namespace) for name in query.names], ""
+    return await client.list(kind.name, namespace, query.label_selector, query.field_selector)
+
+
+async def _get(client: ApiClient, query: Query) -> int:
+    found = [(kind, (await _fetch(client, query, kind))[0]) for kind in query.kinds]
+    objs = [obj for _, group in found for obj in group]
+    if query.output in ("yaml", "json"):
+        click.echo(_dump(query.output, objs[0] if query.single else objs), nl=False)
+    elif not objs:
+        fail(_nothing_found(query))
+    elif query.output == "name":
+        click.echo("\n".join(_name(obj) for obj in objs))
+    else:
+        tables = ["\n".join(query.table(kind).lines(group)) for kind, group in found if group]
+        click.echo("\n\n".join(tables))
+    return 0
+
+
+def _dump(output: str, objs: Message | list[Message]) -> str:
+    """-o yaml/json: one object as itself, several as a kind: List."""
+    if output == "json":
+        return manifest.dump_json(objs)
+    if isinstance(objs, Message):
+        return manifest.dump_yaml(objs)
+    items = {"apiVersion": "v1", "kind": "List", "items": [manifest.to_dict(o) for o in objs]}
+    return yaml.safe_dump(items, sort_keys=False, default_flow_style=False)
+
+
+def _name(obj: Message) -> str:
+    return printers.resource_name(kinds.of(obj), obj.metadata.name)
+
+
+def _nothing_found(query: Query) -> str:
+    if query.namespace and any(kind.namespaced for kind in query.kinds):
+        return f"No resources found in {query.namespace} namespace."
+    return "No resources found"
+
+
+async def _get_watch(client: ApiClient, query: Query, timeout: float | None) -> int:
+    """List, print, then print one row per change until Ctrl-C (or the hidden timeout)."""
+    if len(query.kinds) > 1 or len(query.names) > 1:
+        raise CliError("watch is only supported on one kind, and at most one name")
+    kind = query.kinds[0]
+    fields = ",".join(filter(None, [query.field_selector,
+                                    *(f"metadata.name={n}" for n in query.names)]))
+    # a named object is listed and watched by field selector, so the watch has a start
+    listing = Query(query.kinds, (), query.namespace, query.label_selector, fields, query.output)
+    objs, resource_version = await _fetch(client, listing, kind)
+    if query.names and not objs:
+        raise errors.NotFound(f'{kind.plural} "{query.names[0]}" not found')
+    table = listing.table(kind)
+    _print_watched(listing, table, objs)
+    if not objs:
+        fail(_nothing_found(listing))
+    try:
+        async with asyncio.timeout(timeout):
+            await _follow(client, listing, kind, table, resource_version)
+    except TimeoutError:
+        pass
+    return 0
+
+
+async def _follow(client: ApiClient, query: Query, kind: Kind, table: printers.Table,
+                  resource_version: str) -> None:
+    """Print every change after resource_version; resume where it broke if a stream breaks."""
+    while True:
+        try:
+            async for event in client.watch(kind.name, scope(kind, query.namespace),
+                                            query.label_selector, query.field_selector,
+                                            resource_version=resource_version):
+                resource_version = event.resource_version or resource_version
+                if event.type != "BOOKMARK":
+                    _print_watched(query, table, [event.object])
+        except errors.Unavailable:
+            await asyncio.sleep(1)
+
+
+def _print_watched(query: Query, table: printers.Table, objs: list[Message]) -> None:
+    if not objs:
+        return
+    if query.output == "name":
+        click.echo("\n".join(_name(obj) for obj in objs))
+    elif query.output == "yaml":
+        click.echo("".join("---\n" + manifest.dump_yaml(obj) for obj in objs), nl=False)
+    elif query.output == "json":
+        click.echo("".join(manifest.dump_json(obj) for obj in objs), nl=False)
+    else:
+        click.echo("\n".join(table.lines(objs)))
+
+
+# ---------------------------------------------------------------- delete
+
+@main.command()
+@click.argument("kind_words", metavar="KIND[,KIND...]", required=False)
+@click.argument("names", nargs=-1)
+@click.option("-f", "--filename", "filenames", multiple=True,
+              help="delete the objects in this manifest (file, directory or -)")
+@click.option("--grace-period", type=click.IntRange(min=0), help="seconds a pod gets to stop (default: its own)")
+@click.option("--cascade", type=click.Choice(list(CASCADES)), default="background",
+              show_default=True, help="what happens to the objects this one owns")
+@api_options
+def delete(kind_words: str | None, names: tuple[str, ...], filenames: tuple[str, ...],
+           grace_period: int | None, cascade: str) -> None:
+    """Delete objects by kind and name, or those in a manifest."""
+    def work(client: ApiClient, namespace: str) -> Awaitable[int]:
+        targets = _delete_targets(kind_words, names, filenames, namespace)
+        return _delete(client, targets, grace_period, CASCADES[cascade])
+    run(work)
+
+
+def _delete_targets(kind_words: str | None, names: tuple[str, ...], filenames: tuple[str, ...],
+                    namespace: str) -> list[tuple[Kind, str, str]]:
+    """(kind, namespace, name) of every object to delete."""
+    if filenames:
+        if kind_words:
+            raise CliError("give either KIND NAME... or -f, not both")
+        objs = [obj for label, text in read_manifests(filenames)
+                for obj in _load(label, text, namespace)]
+        return [(kinds.of(o), o.metadata.namespace, o.metadata.name) for o in objs]
+    if not kind_words or not names:
+        raise CliError("give KIND and at least one NAME, or -f FILE")
+    return [(kind, scope(kind, namespace), name)
+            for kind in parse_kinds(kind_words) for name in names]
+
+
+def _load(label: str, text: str, namespace: str) -> list[Message]:
+    try:
+        return manifest.load(text, default_namespace=namespace)
+    except manifest.ManifestError as exc:
+        raise CliError(f"{label}: {exc}") from None
+
+
+async def _delete(client: ApiClient, targets: list[tuple[Kind, str, str]],
+                  grace_period: int | None, propagation: str) -> int:
+    """Delete each target, going on after one that fails (a missing one, say)."""
+    status = 0
+    for kind, namespace, name in targets:
+        try:
+            await client.delete(kind.name, name, namespace, grace_period_seconds=grace_period,
+                                propagation_policy=propagation)
+        except errors.Unavailable:
+            raise
+        except errors.ApiError as exc:
+            fail(api_error_text(exc))
+            status = 1
+            continue
+        click.echo(f'{printers.qualified_kind(kind)} "{name}" deleted')
+    return status
+
+
+if __name__ == "__main__":
+    main()
