@@ -99,7 +99,8 @@ def run(work: Work) -> None:
 
 
 async def _with_client(servers: list[str], namespace: str, work: Work) -> int:
-    async with ApiClient(servers) as client:
+    # fail over between apiservers for a while, but do not keep a user waiting long
+    async with ApiClient(servers, retry_deadline=10) as client:
         return await work(client, namespace)
 
 
