@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from aetcd.rpc import rpc_pb2 as rpc
@@ -84,8 +86,10 @@ class Etcd:
             raise ValueError("no etcd endpoints")
         self.endpoints = list(endpoints)
         self.request_timeout = request_timeout
-        self._current = 0
+        # replicas start on different members, so their load spreads
+        self._current = random.randrange(len(self.endpoints))
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[str, type], Any] = {}
 
     def _channel(self, endpoint: str) -> grpc.aio.Channel:
         if endpoint not in self._channels:
@@ -95,6 +99,12 @@ class Etcd:
                 ("grpc.max_receive_message_length", 256 * 1024 * 1024),
             ))
         return self._channels[endpoint]
+
+    def _stub(self, endpoint: str, stub_cls: type) -> Any:
+        stub = self._stubs.get((endpoint, stub_cls))
+        if stub is None:
+            stub = self._stubs[(endpoint, stub_cls)] = stub_cls(self._channel(endpoint))
+        return stub
 
     def _next_endpoint(self, failed: str) -> None:
         if self.endpoints[self._current] == failed:
@@ -112,7 +122,7 @@ class Etcd:
                 if remaining <= 0:
                     raise EtcdUnavailable(
                         f"etcd unavailable ({last_error}); is a quorum of members up?")
-                stub = stub_cls(self._channel(endpoint))
+                stub = self._stub(endpoint, stub_cls)
                 try:
                     return await getattr(stub, method)(request, timeout=min(remaining, 2.0),
                                                        metadata=REQUIRE_LEADER)
@@ -165,6 +175,7 @@ class Etcd:
         for ch in self._channels.values():
             await ch.close()
         self._channels.clear()
+        self._stubs.clear()
 
 
 class EtcdWatch:
@@ -178,7 +189,7 @@ class EtcdWatch:
         self._call: grpc.aio.StreamStreamCall | None = None
 
     async def start(self) -> None:
-        stub = rpc_grpc.WatchStub(self._etcd._channel(self.endpoint))
+        stub = self._etcd._stub(self.endpoint, rpc_grpc.WatchStub)
         self._call = stub.Watch(metadata=REQUIRE_LEADER)
         create = rpc.WatchCreateRequest(key=self._prefix, range_end=range_end(self._prefix),
                                         start_revision=self._start, prev_kv=True)

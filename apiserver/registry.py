@@ -16,14 +16,13 @@ from google.protobuf.message import Message
 from apiserver import defaults
 from apiserver import etcd as etcdlib
 from apiserver.allocators import AllocationRace, ServiceAllocator
-from apiserver.storage import NO_EXTRAS, Extras, Guard, Storage, encode
+from apiserver.storage import NO_EXTRAS, Extras, Guard, Storage
 from apiserver.watchcache import WatchCache
 from minik8s import errors, kinds, manifest, selectors, validation
 from minik8s.api.v1 import apiserver_pb2 as api
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.kinds import Kind
 
-DEFAULT_MAX_OBJECT_BYTES = 1_572_864  # etcd's default request limit, as Kubernetes
 _ALLOCATION_ATTEMPTS = 8
 _PROPAGATION = ("", "Background", "Foreground", "Orphan")
 
@@ -72,12 +71,10 @@ def matcher(kind: Kind, namespace: str, label_selector: str,
 
 
 class Registry:
-    def __init__(self, storage: Storage, cache: WatchCache, allocator: ServiceAllocator, *,
-                 max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> None:
+    def __init__(self, storage: Storage, cache: WatchCache, allocator: ServiceAllocator) -> None:
         self.storage = storage
         self.cache = cache
         self.allocator = allocator
-        self.max_object_bytes = max_object_bytes
 
     # ------------------------------------------------------------ reads
 
@@ -93,15 +90,12 @@ class Registry:
 
     # ------------------------------------------------------------ checks
 
-    def _check(self, obj: Message) -> None:
+    @staticmethod
+    def _check(obj: Message) -> None:
         try:
             validation.validate(obj)
         except validation.FieldError as exc:
             raise errors.Invalid(str(exc)) from None
-        size = len(encode(obj))
-        if size > self.max_object_bytes:
-            raise errors.Invalid(f"object is {size} bytes, over the limit of "
-                                 f"{self.max_object_bytes} bytes")
 
     async def _namespace_guard(self, namespace: str, fresh: bool) -> Extras:
         """The txn guard "the namespace exists and is not terminating"."""

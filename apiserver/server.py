@@ -15,8 +15,8 @@ from prometheus_client import Counter, Histogram
 
 from apiserver.allocators import ServiceAllocator
 from apiserver.etcd import Etcd, EtcdUnavailable
-from apiserver.registry import DEFAULT_MAX_OBJECT_BYTES, Registry, matcher
-from apiserver.storage import Storage
+from apiserver.registry import Registry, matcher
+from apiserver.storage import DEFAULT_MAX_OBJECT_BYTES, Storage
 from apiserver.watchcache import WatchCache
 from minik8s import errors, kinds, serving
 from minik8s.api.v1 import apiserver_pb2 as api
@@ -147,8 +147,10 @@ class ApiService(api_grpc.ApiServerServicer):
             revision = _watch_revision(request.resource_version)
             events = self.cache[kind.name].watch(matches, revision, request.allow_bookmarks)
             async for ev in events:
-                yield api.WatchEvent(type=ev.type, object=kinds.wrap(ev.obj),
-                                     resource_version=str(ev.revision))
+                if ev.wire is None:
+                    ev.wire = api.WatchEvent(type=ev.type, object=kinds.wrap(ev.obj),
+                                             resource_version=str(ev.revision))
+                yield ev.wire
         except Exception as exc:  # every failure becomes a status, never a traceback
             code, message = _as_status(exc)
             await _abort(context, code, message)
@@ -189,7 +191,7 @@ async def run(opts: Options) -> None:
     cache.start()
     cidr = ipaddress.ip_network(opts.service_cidr)
     allocator = ServiceAllocator(cidr, lambda: cache["Service"].objects.values())
-    registry = Registry(Storage(etcd), cache, allocator, max_object_bytes=opts.max_object_bytes)
+    registry = Registry(Storage(etcd, opts.max_object_bytes), cache, allocator)
 
     server = serving.make_grpc_server(max_message_bytes=2 * opts.max_object_bytes + 65536)
     api_grpc.add_ApiServerServicer_to_server(ApiService(registry, cache), server)

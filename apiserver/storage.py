@@ -71,9 +71,20 @@ def _not_found(kind: Kind, name: str) -> errors.NotFound:
     return errors.NotFound(f'{kind.plural} "{name}" not found')
 
 
+DEFAULT_MAX_OBJECT_BYTES = 1_572_864  # etcd's default request limit, as Kubernetes
+
+
 class Storage:
-    def __init__(self, etcd: Etcd) -> None:
+    def __init__(self, etcd: Etcd, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> None:
         self.etcd = etcd
+        self.max_object_bytes = max_object_bytes
+
+    def _encode(self, obj: Message) -> bytes:
+        value = encode(obj)
+        if len(value) > self.max_object_bytes:
+            raise errors.Invalid(f"object is {len(value)} bytes, over the limit of "
+                                 f"{self.max_object_bytes} bytes")
+        return value
 
     async def _txn(self, compare: Sequence[rpc.Compare], success: Sequence[rpc.RequestOp],
                    failure: Sequence[rpc.RequestOp]) -> rpc.TxnResponse:
@@ -133,7 +144,7 @@ class Storage:
     async def create(self, kind: Kind, obj: Message, extras: Extras = NO_EXTRAS) -> Message:
         meta = obj.metadata
         key = kinds.key(kind, meta.namespace, meta.name).encode()
-        value = encode(obj)
+        value = self._encode(obj)
 
         def exists(_: rpc.KeyValue | None) -> errors.ApiError:
             return errors.AlreadyExists(f'{kind.plural} "{meta.name}" already exists')
@@ -155,7 +166,7 @@ class Storage:
                      extras: Extras = NO_EXTRAS) -> Message:
         meta = obj.metadata
         key = kinds.key(kind, meta.namespace, meta.name).encode()
-        value = encode(obj)
+        value = self._encode(obj)
         rev = await self._write(kind, key, etcdlib.mod_revision_is(key, revision),
                                 etcdlib.put(key, value), value, extras,
                                 self._changed(kind, meta.name))

@@ -20,7 +20,8 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -40,12 +41,15 @@ LATE_EVENTS = Counter("apiserver_watch_cache_late_events_total",
                       "etcd events that arrived behind a progress notification", ["kind"])
 
 
-@dataclass(frozen=True)
+@dataclass
 class Event:
     type: str                 # ADDED, MODIFIED, DELETED, BOOKMARK
     revision: int
     obj: Message
     prev: Message | None = None
+    # The event as sent on the wire, built once and shared by every watcher
+    # that receives this same event (set by the server).
+    wire: Any = field(default=None, compare=False, repr=False)
 
 
 class _Closed(Exception):
@@ -123,6 +127,7 @@ class KindCache:
         self._waiting = 0
         self.synced = asyncio.Event()
         self._stream = None
+        self._sent = EVENTS_SENT.labels(kind.name)
 
     # ------------------------------------------------------------ etcd side
 
@@ -290,7 +295,7 @@ class KindCache:
                 item = await w.queue.get()
                 if isinstance(item, _Closed):
                     raise item.error
-                EVENTS_SENT.labels(self.kind.name).inc()
+                self._sent.inc()
                 yield item
         finally:
             self._watchers.discard(w)

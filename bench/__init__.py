@@ -1,0 +1,1 @@
+"""Benchmarks of minik8s; results are written to docs/BENCHMARKS.md."""
