@@ -66,6 +66,11 @@ def mod_revision_is(key: bytes, revision: int) -> rpc.Compare:
                        result=rpc.Compare.EQUAL)
 
 
+def value_is(key: bytes, value: bytes) -> rpc.Compare:
+    """Compare: the key exists and holds exactly value."""
+    return rpc.Compare(key=key, target=rpc.Compare.VALUE, value=value, result=rpc.Compare.EQUAL)
+
+
 def put(key: bytes, value: bytes) -> rpc.RequestOp:
     return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from google.protobuf.message import Message
 
-from apiserver import defaults
+from apiserver import defaults, fencing
 from apiserver import etcd as etcdlib
 from apiserver.allocators import AllocationRace, ServiceAllocator
 from apiserver.storage import NO_EXTRAS, Extras, Guard, Storage
@@ -116,18 +116,17 @@ class Registry:
 
     # ------------------------------------------------------------ create
 
-    async def create(self, obj: Message) -> Message:
+    async def create(self, obj: Message, fence: Extras = NO_EXTRAS) -> Message:
+        """Create obj. fence: the guard of a leader's write (see fencing.py)."""
         kind = kinds.of(obj)
         obj = _copy(obj)
         self._prepare_create(kind, obj)
         fresh_namespace = False
         for _ in range(_ALLOCATION_ATTEMPTS):
             draft = _copy(obj)
-            extras = NO_EXTRAS
+            extras = fence + self._admit(kind, draft, None)
             if kind.namespaced:
                 extras += await self._namespace_guard(draft.metadata.namespace, fresh_namespace)
-            if kind.name == "Service":
-                extras += self.allocator.allocate(draft)
             self._check(draft)
             try:
                 return await self.storage.create(kind, draft, extras)
@@ -155,7 +154,8 @@ class Registry:
 
     # ------------------------------------------------------------ update
 
-    async def update(self, obj: Message, status: bool = False) -> Message:
+    async def update(self, obj: Message, status: bool = False,
+                     fence: Extras = NO_EXTRAS) -> Message:
         kind = kinds.of(obj)
         meta = obj.metadata
         if not meta.resource_version:
@@ -171,14 +171,15 @@ class Registry:
         for _ in range(_ALLOCATION_ATTEMPTS):
             new, extras = self._merge(kind, old, obj, status)
             if new == old:
+                await self.storage.check(fence)
                 return old
             if new.HasField("metadata") and new.metadata.HasField("deletion_timestamp") \
                     and not new.metadata.finalizers and kind.name != "Pod":
                 return await self.storage.delete(kind, old, int(old.metadata.resource_version),
-                                                 self._release(kind, old))
+                                                 fence + self._release(kind, old))
             try:
                 return await self.storage.update(kind, new, int(old.metadata.resource_version),
-                                                 extras)
+                                                 fence + extras)
             except AllocationRace:
                 continue
         raise errors.Conflict("could not allocate; try again")
@@ -201,7 +202,7 @@ class Registry:
         defaults.apply_defaults(kind.name, new)
         if kind.name == "Pod" and not new.spec.node_name:
             new.spec.node_name = old.spec.node_name
-        extras = self.allocator.allocate(new, old) if kind.name == "Service" else NO_EXTRAS
+        extras = self._admit(kind, new, old)
         if _has(kind, "spec") and new.spec != old.spec:
             meta.generation = old.metadata.generation + 1
         self._check(new)
@@ -211,12 +212,25 @@ class Registry:
             raise errors.Invalid(str(exc)) from None
         return new, extras
 
+    def _admit(self, kind: Kind, new: Message, old: Message | None) -> Extras:
+        """What writing new adds to its txn: allocations, a lease's fence token."""
+        if kind.name == "Service":
+            return self.allocator.allocate(new, old)
+        if kind.name == "Lease":
+            return fencing.on_lease_write(new)
+        return NO_EXTRAS
+
     def _release(self, kind: Kind, obj: Message) -> Extras:
-        return self.allocator.release(obj) if kind.name == "Service" else NO_EXTRAS
+        """What deleting obj adds to its txn."""
+        if kind.name == "Service":
+            return self.allocator.release(obj)
+        if kind.name == "Lease":
+            return fencing.on_lease_delete(obj)
+        return NO_EXTRAS
 
     # ------------------------------------------------------------ delete
 
-    async def delete(self, req: api.DeleteRequest) -> Message:
+    async def delete(self, req: api.DeleteRequest, fence: Extras = NO_EXTRAS) -> Message:
         kind = _kind(req.kind)
         if req.propagation_policy not in _PROPAGATION:
             raise errors.Invalid("propagationPolicy: must be one of Background, Foreground, "
@@ -228,18 +242,19 @@ class Registry:
                                   f"failed (is {obj.metadata.resource_version})")
         grace = req.grace_period_seconds if req.HasField("grace_period_seconds") else None
         if kind.name == "Namespace":
-            return await self._delete_namespace(obj)
+            return await self._delete_namespace(obj, fence)
         if obj.metadata.finalizers or self._graceful(kind, obj, grace):
-            return await self._mark_deleted(kind, obj, grace)
+            return await self._mark_deleted(kind, obj, grace, fence)
         return await self.storage.delete(kind, obj, int(obj.metadata.resource_version),
-                                         self._release(kind, obj))
+                                         fence + self._release(kind, obj))
 
     @staticmethod
     def _graceful(kind: Kind, obj: Message, grace: int | None) -> bool:
         """Pods on a node are stopped by their kubelet, which then removes them."""
         return kind.name == "Pod" and bool(obj.spec.node_name) and grace != 0
 
-    async def _mark_deleted(self, kind: Kind, obj: Message, grace: int | None) -> Message:
+    async def _mark_deleted(self, kind: Kind, obj: Message, grace: int | None,
+                            fence: Extras) -> Message:
         async def mark(draft: Message) -> Message | None:
             meta = draft.metadata
             if kind.name != "Pod":
@@ -256,9 +271,9 @@ class Registry:
             meta.deletion_grace_period_seconds = seconds
             return draft
         return await self.storage.guaranteed_update(kind, obj.metadata.namespace,
-                                                    obj.metadata.name, mark)
+                                                    obj.metadata.name, mark, fence)
 
-    async def _delete_namespace(self, ns: t.Namespace) -> Message:
+    async def _delete_namespace(self, ns: t.Namespace, fence: Extras) -> Message:
         """Mark it Terminating; remove it now if it holds nothing.
 
         A namespace that still holds objects stays Terminating until the
@@ -272,13 +287,13 @@ class Registry:
             draft.status.phase = "Terminating"
             draft.metadata.deletion_timestamp.FromDatetime(_now())
             return draft
-        ns = await self.storage.guaranteed_update(kind, "", ns.metadata.name, terminate)
+        ns = await self.storage.guaranteed_update(kind, "", ns.metadata.name, terminate, fence)
         if ns.metadata.finalizers or ns.spec.finalizers:
             return ns
         for k in kinds.KINDS:
             if k.namespaced and await self._count(k, ns.metadata.name):
                 return ns
-        return await self.storage.delete(kind, ns, int(ns.metadata.resource_version))
+        return await self.storage.delete(kind, ns, int(ns.metadata.resource_version), fence)
 
     async def _count(self, kind: Kind, namespace: str) -> int:
         prefix = kinds.prefix(kind, namespace).encode()
@@ -291,7 +306,7 @@ class Registry:
 
     # ------------------------------------------------------------ bind
 
-    async def bind(self, req: api.BindRequest) -> Message:
+    async def bind(self, req: api.BindRequest, fence: Extras = NO_EXTRAS) -> Message:
         if not req.node_name:
             raise errors.Invalid("nodeName: Required value")
         kind = kinds.by_name("Pod")
@@ -309,7 +324,7 @@ class Registry:
             _set_condition(pod.status.conditions, "PodScheduled", "True")
             return pod
         return await self.storage.guaranteed_update(kind, _namespace_of(kind, req.namespace),
-                                                    req.name, assign)
+                                                    req.name, assign, fence)
 
     # ------------------------------------------------------------ apply
 

@@ -13,10 +13,11 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
+from apiserver import fencing
 from apiserver.allocators import ServiceAllocator
 from apiserver.etcd import Etcd, EtcdUnavailable
 from apiserver.registry import Registry, matcher
-from apiserver.storage import DEFAULT_MAX_OBJECT_BYTES, Storage
+from apiserver.storage import DEFAULT_MAX_OBJECT_BYTES, Extras, Storage
 from apiserver.watchcache import WatchCache
 from minik8s import errors, kinds, serving
 from minik8s.api.v1 import apiserver_pb2 as api
@@ -73,6 +74,8 @@ def unary(verb: str) -> Callable:
                 code, message = _as_status(exc)
                 await _abort(context, code, message)
             finally:
+                if hasattr(request, "fence") and request.HasField("fence"):
+                    fencing.record(request.fence, verb, code == grpc.StatusCode.OK)
                 REQUESTS.labels(verb, resource, code.name).inc()
                 LATENCY.labels(verb, resource).observe(time.perf_counter() - start)
         return call
@@ -83,6 +86,10 @@ def _typed(wrapped: api.Object) -> Any:
     if kinds.kind_of_wrapped(wrapped) is None:
         raise errors.Invalid("object: must hold an object of a known kind")
     return kinds.unwrap(wrapped)
+
+
+def _fence(request: Any) -> Extras:
+    return fencing.guard(request.fence if request.HasField("fence") else None)
 
 
 def _watch_revision(rv: str) -> int | None:
@@ -101,7 +108,7 @@ class ApiService(api_grpc.ApiServerServicer):
 
     @unary("create")
     async def Create(self, request: api.CreateRequest) -> api.Object:
-        return kinds.wrap(await self.registry.create(_typed(request.object)))
+        return kinds.wrap(await self.registry.create(_typed(request.object), _fence(request)))
 
     @unary("get")
     async def Get(self, request: api.GetRequest) -> api.Object:
@@ -115,19 +122,21 @@ class ApiService(api_grpc.ApiServerServicer):
 
     @unary("update")
     async def Update(self, request: api.UpdateRequest) -> api.Object:
-        return kinds.wrap(await self.registry.update(_typed(request.object)))
+        return kinds.wrap(await self.registry.update(_typed(request.object),
+                                                     fence=_fence(request)))
 
     @unary("update_status")
     async def UpdateStatus(self, request: api.UpdateRequest) -> api.Object:
-        return kinds.wrap(await self.registry.update(_typed(request.object), status=True))
+        return kinds.wrap(await self.registry.update(_typed(request.object), status=True,
+                                                     fence=_fence(request)))
 
     @unary("delete")
     async def Delete(self, request: api.DeleteRequest) -> api.Object:
-        return kinds.wrap(await self.registry.delete(request))
+        return kinds.wrap(await self.registry.delete(request, _fence(request)))
 
     @unary("bind")
     async def Bind(self, request: api.BindRequest) -> api.Object:
-        return kinds.wrap(await self.registry.bind(request))
+        return kinds.wrap(await self.registry.bind(request, _fence(request)))
 
     @unary("apply")
     async def Apply(self, request: api.ApplyRequest) -> api.ApplyResponse:

@@ -64,7 +64,20 @@ def _holds(compare: rpc.Compare, kv: rpc.KeyValue | None) -> bool:
         return exists if compare.result == rpc.Compare.GREATER else not exists
     if compare.target == rpc.Compare.MOD:
         return kv is not None and kv.mod_revision == compare.mod_revision
+    if compare.target == rpc.Compare.VALUE:
+        return kv is not None and kv.value == compare.value
     raise ValueError(f"unsupported guard target {compare.target}")
+
+
+def _read_back(resp: rpc.TxnResponse) -> list[rpc.KeyValue | None]:
+    """The keys a failed txn read in its failure branch, in order."""
+    return [r.response_range.kvs[0] if r.response_range.kvs else None for r in resp.responses]
+
+
+def _raise_failed_guard(guards: Sequence[Guard], read: Sequence[rpc.KeyValue | None]) -> None:
+    for guard, kv in zip(guards, read, strict=True):
+        if not _holds(guard.compare, kv):
+            raise guard.error
 
 
 def _not_found(kind: Kind, name: str) -> errors.NotFound:
@@ -108,17 +121,27 @@ class Storage:
         resp = await self._txn(compares, [op, *extras.ops], failure)
         if resp.succeeded:
             return resp.header.revision
-        read = [r.response_range.kvs[0] if r.response_range.kvs else None
-                for r in resp.responses]
+        read = _read_back(resp)
         current = read[0]
         if not _holds(own, current):
             if value is not None and current is not None and current.value == value:
                 return current.mod_revision
             raise own_failed(current)
-        for guard, kv in zip(guards, read[1:], strict=True):
-            if not _holds(guard.compare, kv):
-                raise guard.error
+        _raise_failed_guard(guards, read[1:])
         raise errors.Conflict("the write's preconditions changed; try again")
+
+    async def check(self, extras: Extras) -> None:
+        """Check a write's guards when it turned out to change nothing.
+
+        A no-op still answers as the write would: a deposed leader's no-op
+        update is refused like any other write of its.
+        """
+        if not extras.guards:
+            return
+        resp = await self._txn([g.compare for g in extras.guards], [],
+                               [etcdlib.get(g.compare.key) for g in extras.guards])
+        if not resp.succeeded:
+            _raise_failed_guard(extras.guards, _read_back(resp))
 
     # ------------------------------------------------------------ reads
 
@@ -183,7 +206,8 @@ class Storage:
 
     async def guaranteed_update(
         self, kind: Kind, namespace: str, name: str,
-        mutate: Callable[[Message], Awaitable[Message | None]], attempts: int = 16,
+        mutate: Callable[[Message], Awaitable[Message | None]], extras: Extras = NO_EXTRAS,
+        attempts: int = 16,
     ) -> Message:
         """Read, mutate, write back by CAS; on a conflict read again and retry.
 
@@ -195,9 +219,11 @@ class Storage:
             draft.CopyFrom(current)
             updated = await mutate(draft)
             if updated is None:
+                await self.check(extras)
                 return current
             try:
-                return await self.update(kind, updated, int(current.metadata.resource_version))
+                return await self.update(kind, updated, int(current.metadata.resource_version),
+                                         extras)
             except errors.Conflict:
                 continue
         raise errors.Conflict(f'{kind.plural} "{name}": too many concurrent updates; try again')

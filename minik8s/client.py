@@ -10,6 +10,7 @@ is raised at once: another apiserver would answer the same.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import time
@@ -76,6 +77,19 @@ class ApiClient:
         self.retry_deadline = retry_deadline
         self._current = random.randrange(len(self.servers))
         self._stubs: dict[str, tuple[grpc.aio.Channel, api_grpc.ApiServerStub]] = {}
+        self.fence: api.Fence | None = None
+
+    def with_fence(self, fence: api.Fence) -> ApiClient:
+        """A view of this client (same connections) whose writes carry a leader's
+        lease token, so the apiserver refuses them once leadership has moved on."""
+        view = copy.copy(self)
+        view.fence = fence
+        return view
+
+    def _fenced(self, request: Message) -> Message:
+        if self.fence is not None:
+            request.fence.CopyFrom(self.fence)
+        return request
 
     # ------------------------------------------------------------ transport
 
@@ -131,7 +145,8 @@ class ApiClient:
         meta = kinds.unwrap(wrapped).metadata
         meta.uid = meta.uid or str(uuid.uuid4())
         try:
-            return kinds.unwrap(await self._unary("Create", api.CreateRequest(object=wrapped)))
+            req = self._fenced(api.CreateRequest(object=wrapped))
+            return kinds.unwrap(await self._unary("Create", req))
         except errors.AlreadyExists:
             existing = await self.get(kinds.of(obj).name, meta.name, meta.namespace)
             if existing.metadata.uid == meta.uid:
@@ -151,10 +166,11 @@ class ApiClient:
         return [kinds.unwrap(o) for o in resp.items], resp.resource_version
 
     async def update(self, obj: Message) -> Message:
-        return kinds.unwrap(await self._unary("Update", api.UpdateRequest(object=kinds.wrap(obj))))
+        req = self._fenced(api.UpdateRequest(object=kinds.wrap(obj)))
+        return kinds.unwrap(await self._unary("Update", req))
 
     async def update_status(self, obj: Message) -> Message:
-        req = api.UpdateRequest(object=kinds.wrap(obj))
+        req = self._fenced(api.UpdateRequest(object=kinds.wrap(obj)))
         return kinds.unwrap(await self._unary("UpdateStatus", req))
 
     async def delete(self, kind: str, name: str, namespace: str = "", *,
@@ -166,11 +182,11 @@ class ApiClient:
                                 propagation_policy=propagation_policy)
         if grace_period_seconds is not None:
             req.grace_period_seconds = grace_period_seconds
-        return kinds.unwrap(await self._unary("Delete", req))
+        return kinds.unwrap(await self._unary("Delete", self._fenced(req)))
 
     async def bind(self, namespace: str, name: str, node_name: str, uid: str = "") -> Message:
         req = api.BindRequest(namespace=namespace, name=name, node_name=node_name, uid=uid)
-        return kinds.unwrap(await self._unary("Bind", req))
+        return kinds.unwrap(await self._unary("Bind", self._fenced(req)))
 
     async def apply(self, manifest: str, namespace: str = "",
                     create_only: bool = False) -> list[api.ApplyResult]:

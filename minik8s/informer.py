@@ -325,6 +325,9 @@ class SharedInformerFactory:
         for informer in self._informers.values():
             informer.start()
 
+    def has_synced(self) -> bool:
+        return all(informer.has_synced() for informer in self._informers.values())
+
     async def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until every informer has synced; False if ``timeout`` seconds pass first."""
         waits = [informer.wait_synced() for informer in self._informers.values()]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from minik8s.api.v1 import types_pb2 as minik8s_dot_api_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eminik8s/api/v1/apiserver.proto\x12\x0eminik8s.api.v1\x1a\x1aminik8s/api/v1/types.proto\"\x81\x04\n\x06Object\x12.\n\tnamespace\x18\x01 \x01(\x0b\x32\x19.minik8s.api.v1.NamespaceH\x00\x12$\n\x04node\x18\x02 \x01(\x0b\x32\x14.minik8s.api.v1.NodeH\x00\x12\"\n\x03pod\x18\x03 \x01(\x0b\x32\x13.minik8s.api.v1.PodH\x00\x12*\n\x07service\x18\x04 \x01(\x0b\x32\x17.minik8s.api.v1.ServiceH\x00\x12.\n\tendpoints\x18\x05 \x01(\x0b\x32\x19.minik8s.api.v1.EndpointsH\x00\x12\x31\n\x0breplica_set\x18\x06 \x01(\x0b\x32\x1a.minik8s.api.v1.ReplicaSetH\x00\x12\x30\n\ndeployment\x18\x07 \x01(\x0b\x32\x1a.minik8s.api.v1.DeploymentH\x00\x12/\n\ndaemon_set\x18\x08 \x01(\x0b\x32\x19.minik8s.api.v1.DaemonSetH\x00\x12\x33\n\x0cstateful_set\x18\t \x01(\x0b\x32\x1b.minik8s.api.v1.StatefulSetH\x00\x12&\n\x05lease\x18\n \x01(\x0b\x32\x15.minik8s.api.v1.LeaseH\x00\x12&\n\x05\x65vent\x18\x0b \x01(\x0b\x32\x15.minik8s.api.v1.EventH\x00\x42\x06\n\x04kind\"7\n\rCreateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\"7\n\rUpdateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"O\n\x0cListResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xb0\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\tB\x17\n\x15_grace_period_seconds\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"\\\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12&\n\x06object\x18\x02 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"N\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\"H\n\x0c\x41pplyRequest\x12\x10\n\x08manifest\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x13\n\x0b\x63reate_only\x18\x03 \x01(\x08\"t\n\x0b\x41pplyResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12&\n\x06object\x18\x05 \x01(\x0b\x32\x16.minik8s.api.v1.Object\"=\n\rApplyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.minik8s.api.v1.ApplyResult2\xdb\x04\n\tApiServer\x12?\n\x06\x43reate\x12\x1d.minik8s.api.v1.CreateRequest\x1a\x16.minik8s.api.v1.Object\x12\x39\n\x03Get\x12\x1a.minik8s.api.v1.GetRequest\x1a\x16.minik8s.api.v1.Object\x12\x41\n\x04List\x12\x1b.minik8s.api.v1.ListRequest\x1a\x1c.minik8s.api.v1.ListResponse\x12?\n\x06Update\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12\x45\n\x0cUpdateStatus\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12?\n\x06\x44\x65lete\x12\x1d.minik8s.api.v1.DeleteRequest\x1a\x16.minik8s.api.v1.Object\x12\x43\n\x05Watch\x12\x1c.minik8s.api.v1.WatchRequest\x1a\x1a.minik8s.api.v1.WatchEvent0\x01\x12;\n\x04\x42ind\x12\x1b.minik8s.api.v1.BindRequest\x1a\x16.minik8s.api.v1.Object\x12\x44\n\x05\x41pply\x12\x1c.minik8s.api.v1.ApplyRequest\x1a\x1d.minik8s.api.v1.ApplyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eminik8s/api/v1/apiserver.proto\x12\x0eminik8s.api.v1\x1a\x1aminik8s/api/v1/types.proto\"\x81\x04\n\x06Object\x12.\n\tnamespace\x18\x01 \x01(\x0b\x32\x19.minik8s.api.v1.NamespaceH\x00\x12$\n\x04node\x18\x02 \x01(\x0b\x32\x14.minik8s.api.v1.NodeH\x00\x12\"\n\x03pod\x18\x03 \x01(\x0b\x32\x13.minik8s.api.v1.PodH\x00\x12*\n\x07service\x18\x04 \x01(\x0b\x32\x17.minik8s.api.v1.ServiceH\x00\x12.\n\tendpoints\x18\x05 \x01(\x0b\x32\x19.minik8s.api.v1.EndpointsH\x00\x12\x31\n\x0breplica_set\x18\x06 \x01(\x0b\x32\x1a.minik8s.api.v1.ReplicaSetH\x00\x12\x30\n\ndeployment\x18\x07 \x01(\x0b\x32\x1a.minik8s.api.v1.DeploymentH\x00\x12/\n\ndaemon_set\x18\x08 \x01(\x0b\x32\x19.minik8s.api.v1.DaemonSetH\x00\x12\x33\n\x0cstateful_set\x18\t \x01(\x0b\x32\x1b.minik8s.api.v1.StatefulSetH\x00\x12&\n\x05lease\x18\n \x01(\x0b\x32\x15.minik8s.api.v1.LeaseH\x00\x12&\n\x05\x65vent\x18\x0b \x01(\x0b\x32\x15.minik8s.api.v1.EventH\x00\x42\x06\n\x04kind\"Y\n\x05\x46\x65nce\x12\x17\n\x0flease_namespace\x18\x01 \x01(\t\x12\x12\n\nlease_name\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x13\n\x0btransitions\x18\x04 \x01(\x05\"]\n\rCreateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12$\n\x05\x66\x65nce\x18\x02 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\"]\n\rUpdateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12$\n\x05\x66\x65nce\x18\x02 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"O\n\x0cListResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd6\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\t\x12$\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x15.minik8s.api.v1.FenceB\x17\n\x15_grace_period_seconds\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"\\\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12&\n\x06object\x18\x02 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"t\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12$\n\x05\x66\x65nce\x18\x05 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\"H\n\x0c\x41pplyRequest\x12\x10\n\x08manifest\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x13\n\x0b\x63reate_only\x18\x03 \x01(\x08\"t\n\x0b\x41pplyResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12&\n\x06object\x18\x05 \x01(\x0b\x32\x16.minik8s.api.v1.Object\"=\n\rApplyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.minik8s.api.v1.ApplyResult2\xdb\x04\n\tApiServer\x12?\n\x06\x43reate\x12\x1d.minik8s.api.v1.CreateRequest\x1a\x16.minik8s.api.v1.Object\x12\x39\n\x03Get\x12\x1a.minik8s.api.v1.GetRequest\x1a\x16.minik8s.api.v1.Object\x12\x41\n\x04List\x12\x1b.minik8s.api.v1.ListRequest\x1a\x1c.minik8s.api.v1.ListResponse\x12?\n\x06Update\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12\x45\n\x0cUpdateStatus\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12?\n\x06\x44\x65lete\x12\x1d.minik8s.api.v1.DeleteRequest\x1a\x16.minik8s.api.v1.Object\x12\x43\n\x05Watch\x12\x1c.minik8s.api.v1.WatchRequest\x1a\x1a.minik8s.api.v1.WatchEvent0\x01\x12;\n\x04\x42ind\x12\x1b.minik8s.api.v1.BindRequest\x1a\x16.minik8s.api.v1.Object\x12\x44\n\x05\x41pply\x12\x1c.minik8s.api.v1.ApplyRequest\x1a\x1d.minik8s.api.v1.ApplyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,30 +34,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OBJECT']._serialized_start=79
   _globals['_OBJECT']._serialized_end=592
-  _globals['_CREATEREQUEST']._serialized_start=594
-  _globals['_CREATEREQUEST']._serialized_end=649
-  _globals['_UPDATEREQUEST']._serialized_start=651
-  _globals['_UPDATEREQUEST']._serialized_end=706
-  _globals['_GETREQUEST']._serialized_start=708
-  _globals['_GETREQUEST']._serialized_end=767
-  _globals['_LISTREQUEST']._serialized_start=769
-  _globals['_LISTREQUEST']._serialized_end=863
-  _globals['_LISTRESPONSE']._serialized_start=865
-  _globals['_LISTRESPONSE']._serialized_end=944
-  _globals['_DELETEREQUEST']._serialized_start=947
-  _globals['_DELETEREQUEST']._serialized_end=1123
-  _globals['_WATCHREQUEST']._serialized_start=1126
-  _globals['_WATCHREQUEST']._serialized_end=1272
-  _globals['_WATCHEVENT']._serialized_start=1274
-  _globals['_WATCHEVENT']._serialized_end=1366
-  _globals['_BINDREQUEST']._serialized_start=1368
-  _globals['_BINDREQUEST']._serialized_end=1446
-  _globals['_APPLYREQUEST']._serialized_start=1448
-  _globals['_APPLYREQUEST']._serialized_end=1520
-  _globals['_APPLYRESULT']._serialized_start=1522
-  _globals['_APPLYRESULT']._serialized_end=1638
-  _globals['_APPLYRESPONSE']._serialized_start=1640
-  _globals['_APPLYRESPONSE']._serialized_end=1701
-  _globals['_APISERVER']._serialized_start=1704
-  _globals['_APISERVER']._serialized_end=2307
+  _globals['_FENCE']._serialized_start=594
+  _globals['_FENCE']._serialized_end=683
+  _globals['_CREATEREQUEST']._serialized_start=685
+  _globals['_CREATEREQUEST']._serialized_end=778
+  _globals['_UPDATEREQUEST']._serialized_start=780
+  _globals['_UPDATEREQUEST']._serialized_end=873
+  _globals['_GETREQUEST']._serialized_start=875
+  _globals['_GETREQUEST']._serialized_end=934
+  _globals['_LISTREQUEST']._serialized_start=936
+  _globals['_LISTREQUEST']._serialized_end=1030
+  _globals['_LISTRESPONSE']._serialized_start=1032
+  _globals['_LISTRESPONSE']._serialized_end=1111
+  _globals['_DELETEREQUEST']._serialized_start=1114
+  _globals['_DELETEREQUEST']._serialized_end=1328
+  _globals['_WATCHREQUEST']._serialized_start=1331
+  _globals['_WATCHREQUEST']._serialized_end=1477
+  _globals['_WATCHEVENT']._serialized_start=1479
+  _globals['_WATCHEVENT']._serialized_end=1571
+  _globals['_BINDREQUEST']._serialized_start=1573
+  _globals['_BINDREQUEST']._serialized_end=1689
+  _globals['_APPLYREQUEST']._serialized_start=1691
+  _globals['_APPLYREQUEST']._serialized_end=1763
+  _globals['_APPLYRESULT']._serialized_start=1765
+  _globals['_APPLYRESULT']._serialized_end=1881
+  _globals['_APPLYRESPONSE']._serialized_start=1883
+  _globals['_APPLYRESPONSE']._serialized_end=1944
+  _globals['_APISERVER']._serialized_start=1947
+  _globals['_APISERVER']._serialized_end=2550
 # @@protoc_insertion_point(module_scope)
