@@ -177,8 +177,8 @@ class WatchCounts:
 
 def scrape_watch_counts(cluster: LocalCluster) -> WatchCounts:
     host = cluster.host
-    api = [scrape(f"http://{host}:{p.ports['http']}/metrics") for p in cluster.apiserver_procs()]
-    etcd = [scrape(f"http://{host}:{p.ports['client']}/metrics") for p in cluster.etcd_procs()]
+    api = [scrape(f"http://{host}:{p.ports['http']}/metrics") for p in cluster.role("apiserver")]
+    etcd = [scrape(f"http://{host}:{p.ports['client']}/metrics") for p in cluster.role("etcd")]
     return WatchCounts(
         [metric(text, "apiserver_etcd_watches") for text in api],
         [metric(text, "apiserver_registered_watchers", 'kind="Pod"') for text in api],
@@ -487,8 +487,8 @@ class Bench:
         self.etcd = [aetcd.Client(*_host_port(e)) for e in cluster.etcd_endpoints]
         self.children = Children()
         self.meter = CpuMeter({
-            "apiservers": [p.pid for p in cluster.apiserver_procs()],
-            "etcd": [p.pid for p in cluster.etcd_procs()]})
+            "apiservers": [p.pid for p in cluster.role("apiserver")],
+            "etcd": [p.pid for p in cluster.role("etcd")]})
 
     async def close(self) -> None:
         self.children.stop()

@@ -1,8 +1,10 @@
-"""A local cluster of real processes: etcd members and apiservers.
+"""A local cluster of real processes: etcd members, apiservers, schedulers.
 
 `minik8s local-up` and the integration tests both use this. Everything it
 starts is recorded in <workdir>/cluster.json (names, PIDs, ports), so
-`local-up --down` stops exactly those processes and nothing else.
+`local-up --down` stops exactly those processes and nothing else. Leader-
+elected components exit when they lose their lease; the supervisor (a thread
+of whoever runs the cluster) starts them again, as a real supervisor would.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -22,6 +25,9 @@ from pathlib import Path
 from minik8s import config
 
 STATE_FILE = "cluster.json"
+DAEMON = [sys.executable, "-m", "minik8s.cli.daemons"]
+# stop order: clients of the API first, etcd last
+ROLES = ("scheduler", "apiserver", "etcd")
 
 
 class ClusterError(Exception):
@@ -37,8 +43,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 @dataclass
 class Proc:
     name: str
+    role: str
     argv: list[str]
     ports: dict[str, int]
+    supervised: bool = False   # started again when it exits
     pid: int = 0
 
     @property
@@ -60,21 +68,39 @@ class Proc:
 class LocalCluster:
     workdir: Path
     masters: int = 3
+    schedulers: int = 0
     host: str = "127.0.0.1"
     service_cidr: str = "10.96.0.0/16"
     apiserver_args: list[str] = field(default_factory=list)
+    scheduler_args: list[str] = field(default_factory=list)
     procs: dict[str, Proc] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _supervisor: threading.Thread | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ layout
 
     def _plan(self) -> None:
-        etcd_peers = {f"etcd-{i}": free_port() for i in range(self.masters)}
-        initial = ",".join(f"{n}=http://{self.host}:{p}" for n, p in etcd_peers.items())
+        self._plan_etcd()
+        etcd = ",".join(self.etcd_endpoints)
+        for i in range(self.masters):
+            port, http = free_port(), free_port()
+            self._add(Proc(f"apiserver-{i}", "apiserver", [
+                *DAEMON, "apiserver", "--etcd-servers", etcd, "--bind-address", self.host,
+                "--port", str(port), "--http-port", str(http),
+                "--service-cidr", self.service_cidr, *self.apiserver_args,
+            ], {"grpc": port, "http": http}))
+        for i in range(self.schedulers):
+            self._add(self._component(f"scheduler-{i}", "scheduler", self.scheduler_args))
+
+    def _plan_etcd(self) -> None:
+        peers = {f"etcd-{i}": free_port() for i in range(self.masters)}
+        initial = ",".join(f"{n}=http://{self.host}:{p}" for n, p in peers.items())
         token = f"minik8s-{os.getpid()}-{int(time.time())}"
-        for name, peer in etcd_peers.items():
+        for name, peer in peers.items():
             client = free_port()
-            self.procs[name] = Proc(name, [
+            self._add(Proc(name, "etcd", [
                 shutil.which("etcd") or "etcd", "--name", name,
                 "--data-dir", str(self.workdir / "data" / name),
                 "--listen-client-urls", f"http://{self.host}:{client}",
@@ -85,35 +111,34 @@ class LocalCluster:
                 "--initial-cluster-state", "new",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
-            ], {"client": client, "peer": peer})
-        etcd = ",".join(f"{self.host}:{p.ports['client']}" for p in self.etcd_procs())
-        for i in range(self.masters):
-            port, http = free_port(), free_port()
-            self.procs[f"apiserver-{i}"] = Proc(f"apiserver-{i}", [
-                sys.executable, "-m", "minik8s.cli.daemons", "apiserver",
-                "--etcd-servers", etcd, "--bind-address", self.host,
-                "--port", str(port), "--http-port", str(http),
-                "--service-cidr", self.service_cidr, *self.apiserver_args,
-            ], {"grpc": port, "http": http})
+            ], {"client": client, "peer": peer}))
 
-    def etcd_procs(self) -> list[Proc]:
-        return [p for n, p in self.procs.items() if n.startswith("etcd-")]
+    def _component(self, name: str, role: str, extra: list[str]) -> Proc:
+        """A leader-elected component: supervised, with health ports."""
+        port, http = free_port(), free_port()
+        return Proc(name, role, [
+            *DAEMON, role, "--server", ",".join(self.servers), "--bind-address", self.host,
+            "--port", str(port), "--http-port", str(http), *extra,
+        ], {"grpc": port, "http": http}, supervised=True)
 
-    def apiserver_procs(self) -> list[Proc]:
-        return [p for n, p in self.procs.items() if n.startswith("apiserver-")]
+    def _add(self, proc: Proc) -> None:
+        self.procs[proc.name] = proc
+
+    def role(self, role: str) -> list[Proc]:
+        return [p for p in self.procs.values() if p.role == role]
 
     @property
     def servers(self) -> list[str]:
-        return [f"{self.host}:{p.ports['grpc']}" for p in self.apiserver_procs()]
+        return [f"{self.host}:{p.ports['grpc']}" for p in self.role("apiserver")]
 
     @property
     def etcd_endpoints(self) -> list[str]:
-        return [f"{self.host}:{p.ports['client']}" for p in self.etcd_procs()]
+        return [f"{self.host}:{p.ports['client']}" for p in self.role("etcd")]
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start etcd and the apiservers; return when every apiserver is ready."""
+        """Start every process; return when each one with an HTTP port is ready."""
         if shutil.which("etcd") is None:
             raise ClusterError("etcd is not installed (apt-get install etcd-server etcd-client)")
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
@@ -123,23 +148,36 @@ class LocalCluster:
         self.save()
         self.wait_ready(timeout)
         config.write(self.workdir / "config", self.servers)
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor",
+                                            daemon=True)
+        self._supervisor.start()
 
     def _spawn(self, proc: Proc) -> None:
-        log = open(self.workdir / "logs" / f"{proc.name}.log", "ab")  # noqa: SIM115
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 start_new_session=True, cwd=self.workdir)
-        log.close()
-        proc.pid = child.pid
-        self._children[proc.name] = child
+        with self._lock:
+            log = open(self.log_path(proc.name), "ab")  # noqa: SIM115
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True, cwd=self.workdir)
+            log.close()
+            proc.pid = child.pid
+            self._children[proc.name] = child
+
+    def _supervise(self) -> None:
+        """Start supervised processes again when they exit (after a second's pause)."""
+        while not self._stopping.wait(1.0):
+            with self._lock:
+                for proc in self.procs.values():
+                    if proc.supervised and not proc.alive and not self._stopping.is_set():
+                        self._spawn(proc)
+                        self.save()
 
     def wait_ready(self, timeout: float = 60.0, names: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = [self.procs[n] for n in names] if names else self.apiserver_procs()
+        pending = [self.procs[n] for n in names] if names else list(self.procs.values())
         pending = [p for p in pending if "http" in p.ports]
         while pending:
             proc = pending[0]
-            if not proc.alive:
+            if not proc.alive and not proc.supervised:
                 raise ClusterError(f"{proc.name} exited; see {self.log_path(proc.name)}")
             if _http_ok(f"http://{self.host}:{proc.ports['http']}/readyz"):
                 pending.pop(0)
@@ -159,9 +197,10 @@ class LocalCluster:
             os.kill(proc.pid, sig)
 
     def kill(self, name: str) -> None:
-        """SIGKILL a process and reap it."""
-        self.signal(name, signal.SIGKILL)
-        self._reap(name, 10)
+        """SIGKILL a process and reap it (a supervised one is started again)."""
+        with self._lock:
+            self.signal(name, signal.SIGKILL)
+            self._reap(name, 10)
 
     def wait(self, name: str, timeout: float) -> int:
         """The exit code of a process this object started, once it exits."""
@@ -188,27 +227,43 @@ class LocalCluster:
         return not proc.alive
 
     def stop(self) -> None:
-        """SIGTERM everything (apiservers first), SIGKILL what does not exit.
+        """SIGTERM everything (API clients, then apiservers, then etcd), SIGKILL what stays.
 
         An etcd leader whose peers stop with it waits for a leadership
         transfer that cannot happen; etcd is crash-safe, so it gets a short
         grace before SIGKILL.
         """
-        for group, grace in ((self.apiserver_procs(), 10), (self.etcd_procs(), 2)):
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+        for role in ROLES:
+            group, grace = self.role(role), (2 if role == "etcd" else 10)
             for proc in group:
+                self.signal(proc.name, signal.SIGCONT)  # a stopped process cannot exit
                 self.signal(proc.name, signal.SIGTERM)
             for proc in group:
                 if not self._reap(proc.name, grace):
                     self.kill(proc.name)
 
+    def run_until_signalled(self) -> None:
+        """Supervise in the foreground until SIGINT or SIGTERM, then stop everything."""
+        received: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda s, _f: received.append(s))
+        while not received:
+            signal.pause()
+        self.stop()
+
     # ------------------------------------------------------------ state file
 
     def save(self) -> None:
-        state = {"host": self.host, "procs": [asdict(p) for p in self.procs.values()]}
+        state = {"host": self.host, "supervisor": os.getpid(),
+                 "procs": [asdict(p) for p in self.procs.values()]}
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     @classmethod
-    def load(cls, workdir: Path) -> LocalCluster:
+    def load(cls, workdir: Path) -> tuple[LocalCluster, int]:
+        """The cluster recorded in workdir, and the PID of the process supervising it."""
         try:
             state = json.loads((workdir / STATE_FILE).read_text())
         except FileNotFoundError:
@@ -220,7 +275,7 @@ class LocalCluster:
             if proc.alive and not _runs(proc.pid, proc.argv):
                 proc.pid = 0
             cluster.procs[proc.name] = proc
-        return cluster
+        return cluster, state.get("supervisor", 0)
 
 
 def _runs(pid: int, argv: list[str]) -> bool:

@@ -6,8 +6,11 @@ MINIK8S_<COMMAND>_<FLAG>, e.g. MINIK8S_APISERVER_ETCD_SERVERS.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -42,11 +45,11 @@ def apiserver(etcd_servers: str, log_level: str, **opts: object) -> None:
 
 
 @main.command("local-up")
-@click.option("--masters", default=3, help="etcd members and apiservers")
+@click.option("--masters", default=3, help="etcd members, apiservers and schedulers")
 @click.option("--nodes", default=0, help="worker nodes (kubelets), when available")
 @click.option("--workdir", default=".work/cluster", type=click.Path(path_type=Path))
 @click.option("--service-cidr", default="10.96.0.0/16")
-@click.option("--detach", is_flag=True, help="start and return, leaving the cluster running")
+@click.option("--detach", is_flag=True, help="start in the background and return")
 @click.option("--down", is_flag=True, help="stop the cluster started in --workdir")
 def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach: bool,
              down: bool) -> None:
@@ -54,14 +57,17 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
     workdir = workdir.resolve()
     try:
         if down:
-            LocalCluster.load(workdir).stop()
-            click.echo(f"stopped the cluster in {workdir}")
+            _down(workdir)
             return
         if nodes:
             raise click.UsageError("--nodes needs the kubelet, which this version lacks")
         workdir.mkdir(parents=True, exist_ok=True)
-        cluster = LocalCluster(workdir=workdir, masters=masters, service_cidr=service_cidr)
-        click.echo(f"starting {masters} etcd members and {masters} apiservers in {workdir} ...")
+        if detach:
+            _detach(workdir, masters, service_cidr)
+            return
+        cluster = LocalCluster(workdir=workdir, masters=masters, schedulers=masters,
+                               service_cidr=service_cidr)
+        click.echo(f"starting {masters} etcd members, apiservers and schedulers in {workdir}")
         try:
             cluster.start()
         except BaseException:
@@ -71,31 +77,59 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
         raise click.ClickException(str(exc)) from None
     config.write(config.default_path(), cluster.servers)
     _describe(cluster)
-    if detach:
-        return
-    click.echo("running; press Ctrl-C to stop")
-    _wait_for_signal()
-    cluster.stop()
+    click.echo("running; press Ctrl-C to stop", err=True)
+    cluster.run_until_signalled()
     click.echo("stopped")
+
+
+def _detach(workdir: Path, masters: int, service_cidr: str) -> None:
+    """Run local-up in the background (it supervises the cluster); wait until it is up."""
+    (workdir / "logs").mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "logs" / "local-up.log"
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "minik8s.cli.daemons", "local-up", "--workdir", str(workdir),
+             "--masters", str(masters), "--service-cidr", service_cidr],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "press Ctrl-C" not in log_path.read_text():
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise ClusterError(f"the cluster did not start:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    click.echo(log_path.read_text().replace("running; press Ctrl-C to stop\n", ""), nl=False)
+
+
+def _down(workdir: Path) -> None:
+    """Stop the cluster in workdir: through its supervisor if it runs, else directly."""
+    cluster, supervisor = LocalCluster.load(workdir)
+    if supervisor and supervisor != os.getpid() and _is_local_up(supervisor):
+        os.kill(supervisor, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _is_local_up(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    cluster.stop()
+    click.echo(f"stopped the cluster in {workdir}")
+
+
+def _is_local_up(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"local-up" in f.read()
+    except FileNotFoundError:
+        return False
 
 
 def _describe(cluster: LocalCluster) -> None:
     click.echo(f"etcd:       {','.join(cluster.etcd_endpoints)}")
     click.echo(f"apiservers: {','.join(cluster.servers)}")
-    for p in cluster.apiserver_procs():
-        click.echo(f"  {p.name}: grpc {cluster.host}:{p.ports['grpc']}  "
-                   f"http://{cluster.host}:{p.ports['http']}/healthz  (pid {p.pid})")
+    for p in cluster.procs.values():
+        if "http" in p.ports:
+            click.echo(f"  {p.name}: grpc {cluster.host}:{p.ports['grpc']}  "
+                       f"http://{cluster.host}:{p.ports['http']}/healthz  (pid {p.pid})")
     click.echo(f"client config written to {config.default_path()}; logs in "
                f"{cluster.workdir / 'logs'}")
     click.echo(f"stop with: minik8s local-up --down --workdir {cluster.workdir}")
-
-
-def _wait_for_signal() -> None:
-    received = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda s, _f: received.append(s))
-    while not received:
-        signal.pause()
 
 
 if __name__ == "__main__":

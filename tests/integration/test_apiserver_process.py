@@ -16,7 +16,7 @@ def http_get(url: str) -> tuple[int, str]:
 
 
 async def test_health_and_metrics(cluster: LocalCluster) -> None:
-    for proc in cluster.apiserver_procs():
+    for proc in cluster.role("apiserver"):
         base = f"http://{cluster.host}:{proc.ports['http']}"
         assert http_get(f"{base}/healthz") == (200, "ok\n")
         assert http_get(f"{base}/readyz") == (200, "ok\n")
@@ -28,7 +28,7 @@ async def test_health_and_metrics(cluster: LocalCluster) -> None:
 
 
 def test_sigterm_exits_cleanly(own_cluster: LocalCluster) -> None:
-    name = own_cluster.apiserver_procs()[0].name
+    name = own_cluster.role("apiserver")[0].name
     own_cluster.signal(name, signal.SIGTERM)
     assert own_cluster.wait(name, timeout=10) == 0
     assert "stopped" in own_cluster.log_path(name).read_text()

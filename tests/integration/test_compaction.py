@@ -31,7 +31,7 @@ async def test_old_resource_version_is_out_of_range(own_cluster: LocalCluster) -
 
 
 async def test_informer_relists_and_converges(own_cluster: LocalCluster) -> None:
-    first = own_cluster.apiserver_procs()[0]
+    first = own_cluster.role("apiserver")[0]
     async with ApiClient(own_cluster.servers) as writer, \
             ApiClient([own_cluster.servers[0]]) as reader:
         for i in range(5):

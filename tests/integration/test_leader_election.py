@@ -78,7 +78,7 @@ async def test_renewal_survives_losing_its_apiserver(own_cluster: LocalCluster) 
         token = await elector.acquire()
         renewing = asyncio.create_task(elector.keep_renewing())
         port = int(client.endpoint.rsplit(":", 1)[1])
-        victim = next(p.name for p in own_cluster.apiserver_procs() if p.ports["grpc"] == port)
+        victim = next(p.name for p in own_cluster.role("apiserver") if p.ports["grpc"] == port)
         own_cluster.kill(victim)
         before = (await client.get("Lease", lease, "kube-system")).spec.renew_time.ToDatetime()
 

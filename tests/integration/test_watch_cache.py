@@ -106,7 +106,7 @@ async def test_etcd_watches_do_not_grow_with_client_watches(cluster: LocalCluste
     streams = [client.watch("Pod", namespace) for _ in range(50)]
     await asyncio.gather(*(anext(s) for s in streams))  # each got its initial BOOKMARK
     try:
-        for proc in cluster.apiserver_procs():
+        for proc in cluster.role("apiserver"):
             url = f"http://{cluster.host}:{proc.ports['http']}/metrics"
             with urllib.request.urlopen(url, timeout=5) as resp:
                 metrics = resp.read().decode()

@@ -92,4 +92,4 @@ async def test_watch_resumes_on_another_apiserver(own_cluster: LocalCluster) -> 
 
 def _name_of(cluster: LocalCluster, server: str) -> str:
     port = int(server.rsplit(":", 1)[1])
-    return next(p.name for p in cluster.apiserver_procs() if p.ports["grpc"] == port)
+    return next(p.name for p in cluster.role("apiserver") if p.ports["grpc"] == port)
