@@ -43,6 +43,10 @@ class PreconditionFailed(ApiError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Fenced(PreconditionFailed):
+    """The write carried a lease token that is no longer current: leadership moved on."""
+
+
 class Expired(ApiError):
     """The watch resourceVersion is older than the server keeps: relist."""
 
@@ -59,6 +63,9 @@ class Timeout(ApiError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+# How the apiserver starts the message of a write refused by fencing.
+FENCED_PREFIX = "fenced:"
+
 _BY_CODE: dict[grpc.StatusCode, type[ApiError]] = {
     cls.code: cls
     for cls in (Invalid, NotFound, AlreadyExists, Conflict, PreconditionFailed, Expired,
@@ -71,6 +78,8 @@ def from_rpc_error(err: grpc.RpcError) -> ApiError:
     code = err.code()  # type: ignore[attr-defined]
     details = err.details() or code.name  # type: ignore[attr-defined]
     cls = _BY_CODE.get(code, ApiError)
+    if cls is PreconditionFailed and details.startswith(FENCED_PREFIX):
+        cls = Fenced
     exc = cls(details)
     exc.code = code
     return exc

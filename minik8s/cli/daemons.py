@@ -11,11 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from minik8s import config, serving
+from minik8s.component import ComponentOptions, run_component
+from minik8s.leaderelection import ElectionConfig
 from minik8s.localcluster import ClusterError, LocalCluster
 
 
@@ -42,6 +45,62 @@ def apiserver(etcd_servers: str, log_level: str, **opts: object) -> None:
 
     serving.setup_logging("apiserver", log_level)
     asyncio.run(run(Options(etcd_servers=config.split_servers(etcd_servers), **opts)))
+
+
+def leader_elected(fn: Callable) -> Callable:
+    """The flags every leader-elected component shares (see docs/leader-election.md)."""
+    for option in reversed([
+        click.option("--server", default=None,
+                     help="apiservers host:port,... (default: MINIK8S_SERVERS or config)"),
+        click.option("--bind-address", default="127.0.0.1"),
+        click.option("--port", default=0, help="gRPC health port (0: pick one)"),
+        click.option("--http-port", default=0,
+                     help="/healthz, /readyz and /metrics port (0: pick one)"),
+        click.option("--leader-elect-lease-duration", default=2.0,
+                     help="seconds a lease lasts without renewal"),
+        click.option("--leader-elect-renew-deadline", default=1.5,
+                     help="seconds a leader may fail to renew before it stops"),
+        click.option("--leader-elect-retry-period", default=0.25,
+                     help="seconds between attempts to acquire or renew"),
+        click.option("--leader-elect-identity", default=None,
+                     help="this replica's name in the lease (default: host_pid_random)"),
+        click.option("--log-level", default="INFO"),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def component_options(lease: str, opts: dict) -> ComponentOptions:
+    election = ElectionConfig(
+        name=lease, lease_duration=opts.pop("leader_elect_lease_duration"),
+        renew_deadline=opts.pop("leader_elect_renew_deadline"),
+        retry_period=opts.pop("leader_elect_retry_period"))
+    identity = opts.pop("leader_elect_identity")
+    if identity:
+        election.identity = identity
+    return ComponentOptions(servers=config.servers(opts.pop("server")), election=election,
+                            bind_address=opts.pop("bind_address"), port=opts.pop("port"),
+                            http_port=opts.pop("http_port"))
+
+
+@main.command()
+@leader_elected
+@click.option("--scheduler-name", default="default-scheduler",
+              help="schedule the pods whose spec.schedulerName is this")
+@click.option("--percentage-of-nodes-to-score", default=0,
+              help="stop filtering after this share of nodes fits (0: adaptive, as Kubernetes)")
+def scheduler(log_level: str, scheduler_name: str, percentage_of_nodes_to_score: int,
+              **opts: object) -> None:
+    """Assign pending pods to nodes (3 replicas, one leader)."""
+    from scheduler.main import setup
+
+    serving.setup_logging("scheduler", log_level)
+    try:
+        options = component_options("kube-scheduler", opts)
+    except (config.ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(asyncio.run(run_component(
+        options, setup(scheduler_name, percentage_of_nodes_to_score, options.election.identity))))
 
 
 @main.command("local-up")

@@ -42,3 +42,15 @@ async def etcd_state(endpoints: list[str], kind: str, namespace: str) -> dict[st
         return {kv.key.decode().rsplit("/", 1)[-1]: str(kv.mod_revision) for kv in resp.kvs}
     finally:
         await etcd.close()
+
+
+async def ready_node(client, name: str, cpu: str = "4", memory: str = "8Gi", pods: str = "110",
+                     labels: dict[str, str] | None = None,
+                     taints: list[t.Taint] | None = None) -> t.Node:
+    """Register a Ready node as a kubelet would (the object only: no machine behind it)."""
+    node = await client.create(t.Node(metadata=t.ObjectMeta(name=name, labels=labels or {}),
+                                      spec=t.NodeSpec(taints=taints or [])))
+    node.status.allocatable.update({"cpu": cpu, "memory": memory, "pods": pods})
+    node.status.capacity.update({"cpu": cpu, "memory": memory, "pods": pods})
+    node.status.conditions.add(type="Ready", status="True")
+    return await client.update_status(node)

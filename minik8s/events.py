@@ -1,0 +1,101 @@
+"""Recording Events, as client-go's event recorder: fire and forget.
+
+A component calls record(...) and carries on; a background task writes the
+events. Repeats of the same event (same object, type, reason and message)
+are folded into one Event whose count and lastTimestamp grow, so a pod that
+fails to schedule a hundred times is one event with count 100. When the
+apiserver cannot keep up, events beyond max_pending are dropped: events are
+for people, never worth slowing the component down.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import uuid
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from minik8s import errors, kinds
+from minik8s.api.v1 import types_pb2 as t
+from minik8s.client import ApiClient
+
+log = logging.getLogger("minik8s.events")
+
+
+@dataclass(frozen=True)
+class _Key:
+    namespace: str
+    uid: str
+    type: str
+    reason: str
+    message: str
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _reference(obj: Message) -> t.ObjectReference:
+    kind = kinds.of(obj)
+    meta = obj.metadata
+    return t.ObjectReference(api_version=kind.api_version, kind=kind.name,
+                             namespace=meta.namespace, name=meta.name, uid=meta.uid,
+                             resource_version=meta.resource_version)
+
+
+class EventRecorder:
+    def __init__(self, client: ApiClient, component: str, host: str = "",
+                 max_pending: int = 1000, workers: int = 4) -> None:
+        self.client = client
+        self.component = component
+        self.host = host
+        self._pending: asyncio.Queue[tuple[_Key, t.ObjectReference]] = asyncio.Queue(max_pending)
+        self._seen: dict[_Key, t.Event] = {}
+        self._workers = workers
+        self.dropped = 0
+
+    def record(self, obj: Message, type_: str, reason: str, message: str) -> None:
+        """Queue an event about obj; never blocks."""
+        ref = _reference(obj)
+        key = _Key(ref.namespace or "default", ref.uid, type_, reason, message)
+        try:
+            self._pending.put_nowait((key, ref))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._work() for _ in range(self._workers)))
+
+    async def _work(self) -> None:
+        while True:
+            key, ref = await self._pending.get()
+            try:
+                await self._write(key, ref)
+            except errors.ApiError as exc:
+                log.warning("could not record event %s for %s/%s: %s", key.reason,
+                            ref.namespace, ref.name, exc)
+
+    async def _write(self, key: _Key, ref: t.ObjectReference) -> None:
+        seen = self._seen.get(key)
+        if seen is not None:
+            seen.count += 1
+            seen.last_timestamp.FromDatetime(_now())
+            try:
+                self._seen[key] = await self.client.update(seen)
+                return
+            except (errors.Conflict, errors.NotFound):
+                del self._seen[key]
+        self._seen[key] = await self.client.create(self._new(key, ref))
+
+    def _new(self, key: _Key, ref: t.ObjectReference) -> t.Event:
+        ev = t.Event(
+            metadata=t.ObjectMeta(name=f"{ref.name}.{uuid.uuid4().hex[:12]}",
+                                  namespace=key.namespace),
+            involved_object=ref, reason=key.reason, message=key.message, type=key.type,
+            count=1, source=t.EventSource(component=self.component, host=self.host),
+            reporting_component=self.component, reporting_instance=self.host)
+        ev.first_timestamp.FromDatetime(_now())
+        ev.last_timestamp.FromDatetime(_now())
+        return ev
