@@ -50,8 +50,8 @@ def guard(fence: api.Fence | None) -> Extras:
     if fence is None or not fence.lease_name:
         return NO_EXTRAS
     lease = f"{fence.lease_namespace}/{fence.lease_name}"
-    error = errors.PreconditionFailed(
-        f"fenced: {fence.holder} no longer holds lease {lease} (its token "
+    error = errors.Fenced(
+        f"{errors.FENCED_PREFIX} {fence.holder} no longer holds lease {lease} (its token "
         f"{fence.transitions} is stale); a new leader has taken over")
     compare = etcdlib.value_is(key(fence.lease_namespace, fence.lease_name),
                                token(fence.holder, fence.transitions))

@@ -49,35 +49,49 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
     await context.abort(code, message)
 
 
-def _as_status(exc: Exception) -> tuple[grpc.StatusCode, str]:
+def _as_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, errors.ApiError):
         return exc.code, exc.message
     if isinstance(exc, EtcdUnavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
-    log.exception("internal error", exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
 
+def _account(verb: str, request: Any, start: float, task: asyncio.Task) -> None:
+    """Metrics (and the log of an internal error) for a finished request."""
+    if task.cancelled():
+        code = grpc.StatusCode.CANCELLED
+    elif (exc := task.exception()) is not None:
+        code = _as_status(exc)[0]
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("internal error in %s", verb, exc_info=exc)
+    else:
+        code = grpc.StatusCode.OK
+    if hasattr(request, "fence") and request.HasField("fence"):
+        fencing.record(request.fence, verb, code == grpc.StatusCode.OK)
+    resource = _resource(request)
+    REQUESTS.labels(verb, resource, code.name).inc()
+    LATENCY.labels(verb, resource).observe(time.perf_counter() - start)
+
+
 def unary(verb: str) -> Callable:
-    """Wrap a handler: errors to status codes, the origin marker, metrics."""
+    """Wrap a handler: errors to status codes, the origin marker, metrics.
+
+    The handler runs to its end even if the client goes away meanwhile, so a
+    write that reached etcd is always accounted for as it ended.
+    """
     def wrap(handler: Callable) -> Callable:
         @functools.wraps(handler)
         async def call(self: ApiService, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start = time.perf_counter()
-            resource = _resource(request)
-            code = grpc.StatusCode.OK
+            task = asyncio.ensure_future(handler(self, request))
+            task.add_done_callback(functools.partial(_account, verb, request,
+                                                     time.perf_counter()))
             try:
-                result = await handler(self, request)
-                context.set_trailing_metadata(ORIGIN)
-                return result
+                result = await asyncio.shield(task)
             except Exception as exc:  # every failure becomes a status, never a traceback
-                code, message = _as_status(exc)
-                await _abort(context, code, message)
-            finally:
-                if hasattr(request, "fence") and request.HasField("fence"):
-                    fencing.record(request.fence, verb, code == grpc.StatusCode.OK)
-                REQUESTS.labels(verb, resource, code.name).inc()
-                LATENCY.labels(verb, resource).observe(time.perf_counter() - start)
+                await _abort(context, *_as_status(exc))
+            context.set_trailing_metadata(ORIGIN)
+            return result
         return call
     return wrap
 
@@ -162,6 +176,8 @@ class ApiService(api_grpc.ApiServerServicer):
                 yield ev.wire
         except Exception as exc:  # every failure becomes a status, never a traceback
             code, message = _as_status(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                log.error("internal error in watch", exc_info=exc)
             await _abort(context, code, message)
 
 

@@ -30,8 +30,10 @@ def make_grpc_server(max_message_bytes: int = 8 * 1024 * 1024) -> grpc.aio.Serve
     return grpc.aio.server(options=(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        # clients ping idle connections (to notice a dead peer); never punish them for it
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_ping_strikes", 0),
         ("grpc.so_reuseport", 0),
     ))
 

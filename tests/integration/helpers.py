@@ -54,3 +54,15 @@ async def ready_node(client, name: str, cpu: str = "4", memory: str = "8Gi", pod
     node.status.capacity.update({"cpu": cpu, "memory": memory, "pods": pods})
     node.status.conditions.add(type="Ready", status="True")
     return await client.update_status(node)
+
+
+def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample a /metrics endpoint serves."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return [(s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples]

@@ -1,0 +1,145 @@
+"""Three scheduler replicas: only the leader binds, and failover loses and doubles nothing."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from minik8s.client import ApiClient
+from minik8s.localcluster import LocalCluster
+from tests.integration.conftest import _start
+from tests.integration.helpers import eventually, pod, ready_node, scrape
+
+LEASE = "kube-scheduler"
+
+
+@pytest.fixture
+def cluster3(tmp_path: Path) -> Iterator[LocalCluster]:
+    c = _start(tmp_path / "c", schedulers=3)
+    yield c
+    c.stop()
+
+
+def accepted_binds(cluster: LocalCluster) -> Counter[str]:
+    """Binds etcd accepted, by the lease holder whose token they carried (all apiservers)."""
+    return _fenced(cluster, "accepted")
+
+
+def _fenced(cluster: LocalCluster, result: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for proc in cluster.role("apiserver"):
+        for name, labels, value in scrape(f"http://{cluster.host}:{proc.ports['http']}/metrics"):
+            if name == "apiserver_fenced_writes_total" and labels["verb"] == "bind" \
+                    and labels["result"] == result:
+                counts[labels["holder"]] += int(value)
+    return counts
+
+
+def unfenced_binds(cluster: LocalCluster) -> int:
+    total = 0
+    for proc in cluster.role("apiserver"):
+        for name, labels, value in scrape(f"http://{cluster.host}:{proc.ports['http']}/metrics"):
+            if name == "apiserver_request_total" and labels["verb"] == "bind" \
+                    and labels["code"] == "OK":
+                total += int(value)
+    return total - sum(accepted_binds(cluster).values())
+
+
+async def leader(client: ApiClient) -> str:
+    return (await client.get("Lease", LEASE, "kube-system")).spec.holder_identity
+
+
+def process_of(cluster: LocalCluster, identity: str) -> str:
+    """The scheduler process holding an identity (host_pid_random)."""
+    pid = int(identity.split("_")[-2])
+    return next(p.name for p in cluster.role("scheduler") if p.pid == pid)
+
+
+async def all_bound(client: ApiClient, count: int, timeout: float = 60) -> dict[str, str]:
+    async def check() -> dict[str, str] | None:
+        pods = (await client.list("Pod", "default"))[0]
+        where = {p.metadata.name: p.spec.node_name for p in pods}
+        return where if len(where) == count and all(where.values()) else None
+    return await eventually(check, timeout=timeout)
+
+
+async def test_only_the_leader_binds(cluster3: LocalCluster) -> None:
+    async with ApiClient(cluster3.servers) as client:
+        for i in range(3):
+            await ready_node(client, f"n{i}")
+        for i in range(30):
+            await client.create(pod(f"p{i}", "default"))
+        await all_bound(client, 30)
+        assert accepted_binds(cluster3) == {await leader(client): 30}
+        assert unfenced_binds(cluster3) == 0
+
+
+async def test_leader_killed_during_a_burst(cluster3: LocalCluster) -> None:
+    async with ApiClient(cluster3.servers) as client:
+        for i in range(3):
+            await ready_node(client, f"n{i}", pods="200")
+        await eventually(lambda: leader(client))
+        first = await leader(client)
+        killed_at = 0.0
+
+        async def create(i: int) -> None:
+            nonlocal killed_at
+            await client.create(pod(f"p{i}", "default"))
+            if i == 100:
+                cluster3.kill(process_of(cluster3, first))
+                killed_at = time.monotonic()
+
+        for start in range(0, 300, 20):
+            await asyncio.gather(*(create(i) for i in range(start, start + 20)))
+
+        async def successor() -> str:
+            holder = await leader(client)
+            return holder if holder not in ("", first) else ""
+        await eventually(successor, timeout=10, interval=0.05)
+        took = time.monotonic() - killed_at
+        assert took <= 2.0 + 2 * 0.25 + 1.5, f"takeover took {took:.2f}s"
+
+        where = await all_bound(client, 300)
+        assert len(where) == 300
+        binds = accepted_binds(cluster3)
+        assert sum(binds.values()) == 300, binds   # each pod bound exactly once
+        assert unfenced_binds(cluster3) == 0
+
+
+async def test_paused_leader_is_fenced_and_exits(cluster3: LocalCluster) -> None:
+    async with ApiClient(cluster3.servers) as client:
+        for i in range(2):
+            await ready_node(client, f"n{i}")
+        await eventually(lambda: leader(client))
+        old = await leader(client)
+        for i in range(5):
+            await client.create(pod(f"before-{i}", "default"))
+        await all_bound(client, 5)
+        name = process_of(cluster3, old)
+        old_pid = cluster3.procs[name].pid
+
+        cluster3.signal(name, signal.SIGSTOP)
+        try:
+            async def successor() -> str:
+                holder = await leader(client)
+                return holder if holder not in ("", old) else ""
+            new = await eventually(successor, timeout=10)
+            for i in range(5):
+                await client.create(pod(f"during-{i}", "default"))
+            await all_bound(client, 10)
+        finally:
+            cluster3.signal(name, signal.SIGCONT)
+
+        # the old leader finds out, accepts nothing more, and exits (to be restarted)
+        await eventually(lambda: cluster3.procs[name].pid != old_pid, timeout=15)
+        log = cluster3.log_path(name).read_text()
+        assert "lost lease" in log or "bind refused" in log
+        binds = accepted_binds(cluster3)
+        assert binds[old] == 5 and binds[new] == 5, binds
+        assert sum(binds.values()) == 10
+        assert unfenced_binds(cluster3) == 0
