@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make up`: start a local cluster (3 etcd members, 3 apiservers) and show it answering.
+# `make up`: start a local cluster (etcd, apiservers, schedulers, 3 each) and show it answering.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workdir=${1:-.work/cluster}
@@ -20,5 +20,8 @@ echo "\$ minictl get namespaces"
 echo
 echo "\$ minictl get deployments,services -n default"
 "$bin/minictl" get deployments,services -n default
+echo
+echo "\$ minictl get leases -n kube-system"
+"$bin/minictl" get leases -n kube-system
 echo
 echo "The cluster is up. Try: $bin/minictl get pods -A   (stop it with: make down)"
