@@ -26,17 +26,15 @@ import multiprocessing.connection
 import os
 import platform
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
 from array import array
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,20 +43,11 @@ import aetcd
 
 from apiserver import defaults
 from apiserver.storage import encode
+from bench.common import DOC, interrupt, local_cluster, log, write_section
 from minik8s import errors, kinds
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
-
-DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
-START_MARK = "<!-- bench:api:start -->"
-END_MARK = "<!-- bench:api:end -->"
-DOC_INTRO = """# Benchmarks
-
-Numbers measured on a local cluster of real processes (etcd and apiservers on
-one machine, talking over 127.0.0.1). Each section is rewritten by the
-benchmark named in it; rerun it to refresh the numbers.
-"""
 
 SENT_ANNOTATION = "bench.minik8s.io/sent"
 WARMUP = "warmup"
@@ -69,10 +58,6 @@ PHASE_TIMEOUT = 120.0      # bound on one create phase
 
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 100.0
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- objects
@@ -869,19 +854,6 @@ def watch_count_notes(states: list[tuple[str, WatchCounts]], kinds_count: int) -
             "watches."]
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the bench:api section of path (creating the file if needed)."""
-    block = f"{START_MARK}\n{section.strip()}\n{END_MARK}"
-    text = path.read_text() if path.exists() else DOC_INTRO
-    if START_MARK in text and END_MARK in text:
-        head, rest = text.split(START_MARK, 1)
-        text = head + block + rest.split(END_MARK, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 # ---------------------------------------------------------------- main
 
 def _counts(text: str) -> list[int]:
@@ -921,39 +893,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
-    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def local_cluster(keep: bool) -> Iterator[LocalCluster]:
-    """A fresh cluster in a temporary workdir, stopped (and the workdir removed) at the end."""
-    workdir = Path(tempfile.mkdtemp(prefix="minik8s-bench-"))
-    log(f"cluster workdir {workdir}")
-    cluster = LocalCluster(workdir=workdir)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        log("stopping the cluster")
-        with signals_ignored():  # a second Ctrl-C must not leave processes behind
-            cluster.stop()
-        if keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
 async def run(cluster: LocalCluster, report: Report) -> None:
     bench = Bench(cluster, report.args, report)
     try:
@@ -965,7 +904,7 @@ async def run(cluster: LocalCluster, report: Report) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, interrupt)
     report = Report(datetime.datetime.now(datetime.UTC),
                     shlex.join(["python", "-m", "bench.api", *argv]), args)
     began = time.monotonic()
@@ -980,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(report)
     print(text)
     if not args.no_doc:
-        write_section(args.doc, text)
+        write_section(args.doc, "api", text)
         log(f"wrote {args.doc}")
     return 0
 

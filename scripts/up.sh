@@ -20,6 +20,10 @@ echo "\$ minictl get namespaces"
 echo
 echo "\$ minictl get deployments,services -n default"
 "$bin/minictl" get deployments,services -n default
+for _ in $(seq 50); do  # a scheduler takes the lease moments after it starts
+  "$bin/minictl" get lease kube-scheduler -n kube-system >/dev/null 2>&1 && break
+  sleep 0.2
+done
 echo
 echo "\$ minictl get leases -n kube-system"
 "$bin/minictl" get leases -n kube-system
