@@ -69,27 +69,19 @@ class ServiceAllocator:
 
     # ------------------------------------------------------------ txn parts
 
-    def _claim_ip(self, svc: t.Service, asked: bool) -> Extras:
-        key = (IP_PREFIX + svc.spec.cluster_ip).encode()
-        err: errors.ApiError
-        if asked:
-            err = errors.Invalid(f"spec.clusterIP: Invalid value: \"{svc.spec.cluster_ip}\": "
-                                 "provided IP is already allocated")
-        else:
-            err = AllocationRace("ClusterIP taken concurrently")
-        return Extras([Guard(etcdlib.created(key, False), err)],
-                      [etcdlib.put(key, _owner(svc))])
-
     @staticmethod
-    def _claim_port(svc: t.Service, port: int, asked: bool) -> Extras:
-        key = f"{PORT_PREFIX}{port}".encode()
-        err: errors.ApiError
-        if asked:
-            err = errors.Invalid(f"spec.ports.nodePort: Invalid value: {port}: "
-                                 "provided port is already allocated")
-        else:
-            err = AllocationRace("NodePort taken concurrently")
-        return Extras([Guard(etcdlib.created(key, False), err)], [etcdlib.put(key, _owner(svc))])
+    def _claim(svc: t.Service, key: str, field: str, value: str, asked: bool) -> Extras:
+        """Create the allocation key in the Service's txn, if nobody has it yet.
+
+        A value the user asked for that is taken is their error; one we
+        picked that was taken meanwhile means: pick again.
+        """
+        err: errors.ApiError = (
+            errors.Invalid(f"{field}: Invalid value: {value}: provided value is already "
+                           "allocated") if asked
+            else AllocationRace(f"{field} {value} taken concurrently"))
+        return Extras([Guard(etcdlib.created(key.encode(), False), err)],
+                      [etcdlib.put(key.encode(), _owner(svc))])
 
     def _check_ip(self, ip: str) -> None:
         try:
@@ -114,7 +106,8 @@ class ServiceAllocator:
                 self._check_ip(svc.spec.cluster_ip)
             else:
                 svc.spec.cluster_ip = self._pick_ip(used_ips)
-            extras += self._claim_ip(svc, asked)
+            extras += self._claim(svc, IP_PREFIX + svc.spec.cluster_ip, "spec.clusterIP",
+                                  f'"{svc.spec.cluster_ip}"', asked)
         del svc.spec.cluster_ips[:]
         if svc.spec.cluster_ip != "None":
             svc.spec.cluster_ips.append(svc.spec.cluster_ip)
@@ -133,7 +126,8 @@ class ServiceAllocator:
             if not asked:
                 port.node_port = self._pick_port(used_ports)
             used_ports.add(port.node_port)
-            extras += self._claim_port(svc, port.node_port, asked)
+            extras += self._claim(svc, f"{PORT_PREFIX}{port.node_port}", "spec.ports.nodePort",
+                                  str(port.node_port), asked)
         now = {p.node_port for p in svc.spec.ports if p.node_port}
         extras += Extras(ops=[etcdlib.delete(f"{PORT_PREFIX}{p}".encode())
                               for p in sorted(held - now)])
