@@ -189,7 +189,7 @@ class Options:
     http_port: int = 8080
     service_cidr: str = "10.96.0.0/16"
     watch_cache_size: int = 10_000
-    bookmark_interval: float = 5.0
+    bookmark_interval: float = 1.0
     etcd_request_timeout: float = 5.0
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
 

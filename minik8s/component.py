@@ -53,7 +53,16 @@ async def run_component(opts: ComponentOptions, setup: Setup) -> int:
              opts.election.identity, opts.bind_address, port, opts.bind_address, http_port)
 
     elector = LeaderElector(client, opts.election)
-    work = asyncio.create_task(elector.run(lead), name="elected")
+
+    async def lead_from_current_state(fenced: ApiClient) -> None:
+        # Everything a predecessor wrote committed before our acquisition
+        # (fencing refuses the rest): once the caches are there, nothing it
+        # did is missing from them, so we cannot act twice on its behalf.
+        if not await factory.wait_for_revision(elector.revision, timeout=15):
+            log.warning("caches did not reach revision %d; leading anyway", elector.revision)
+        await lead(fenced)
+
+    work = asyncio.create_task(elector.run(lead_from_current_state), name="elected")
     stop = asyncio.create_task(serving.wait_for_termination(), name="signals")
     await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
     code = 0

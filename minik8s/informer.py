@@ -156,6 +156,7 @@ class Informer:
         self._store.add_index(NAMESPACE_INDEX, index_by_namespace)
         self._handlers: list[_Handler] = []
         self._synced = asyncio.Event()
+        self._moved = asyncio.Event()  # set (and replaced) whenever the revision advances
         self._backoff = Backoff(backoff, max_backoff)
         self._task: asyncio.Task[None] | None = None
 
@@ -196,6 +197,22 @@ class Informer:
         except TimeoutError:
             return False
         return True
+
+    async def wait_for_revision(self, revision: int, timeout: float) -> bool:
+        """Wait until the cache has seen everything up to revision; False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._synced.is_set() or int(self.last_resource_version or 0) < revision:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._moved.wait(), max(left, 0))
+            except TimeoutError:
+                return False
+        return True
+
+    def _advance(self, resource_version: str) -> None:
+        self.last_resource_version = resource_version
+        self._moved.set()
+        self._moved = asyncio.Event()
 
     # -- reading the cache ---------------------------------------------------
 
@@ -247,7 +264,7 @@ class Informer:
                 await self._upsert(key, obj)
         for key in set(self._store.keys()) - listed.keys():
             await self._delete(key, self._store.get(key))
-        self.last_resource_version = resource_version
+        self._advance(resource_version)
         log.info("%s listed %d objects at resourceVersion %s", self.kind, len(listed),
                  resource_version)
         self._synced.set()
@@ -260,8 +277,8 @@ class Informer:
             async for event in stream:
                 self._backoff.reset()
                 await self._apply(event)
-                self.last_resource_version = (event.resource_version
-                                              or event.object.metadata.resource_version)
+                self._advance(event.resource_version
+                              or event.object.metadata.resource_version)
 
     async def _apply(self, event: WatchEvent) -> None:
         if event.type == "BOOKMARK":
@@ -327,6 +344,11 @@ class SharedInformerFactory:
 
     def has_synced(self) -> bool:
         return all(informer.has_synced() for informer in self._informers.values())
+
+    async def wait_for_revision(self, revision: int, timeout: float) -> bool:
+        """Wait until every informer has seen everything up to revision; False on timeout."""
+        waits = [i.wait_for_revision(revision, timeout) for i in self._informers.values()]
+        return all(await asyncio.gather(*waits))
 
     async def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until every informer has synced; False if ``timeout`` seconds pass first."""

@@ -68,6 +68,7 @@ class LeaderElector:
         self.client = client
         self.config = config
         self.fence: api.Fence | None = None
+        self.revision = 0  # the resourceVersion of our last write of the lease
         self._observed: tuple[str, int, str] | None = None  # holder, transitions, renewTime
         self._observed_at = 0.0
         self._gauge = IS_LEADER.labels(config.name)
@@ -120,6 +121,7 @@ class LeaderElector:
 
     def _hold(self, lease: t.Lease) -> bool:
         spec = lease.spec
+        self.revision = int(lease.metadata.resource_version)
         self.fence = api.Fence(lease_namespace=lease.metadata.namespace,
                                lease_name=lease.metadata.name,
                                holder=spec.holder_identity, transitions=spec.lease_transitions)

@@ -34,7 +34,7 @@ def main() -> None:
 @click.option("--http-port", default=8080, help="/healthz, /readyz and /metrics port")
 @click.option("--service-cidr", default="10.96.0.0/16", help="range for ClusterIPs")
 @click.option("--watch-cache-size", default=10_000, help="events kept per kind for resuming")
-@click.option("--bookmark-interval", default=5.0, help="seconds between watch bookmarks")
+@click.option("--bookmark-interval", default=1.0, help="seconds between watch bookmarks")
 @click.option("--etcd-request-timeout", default=5.0,
               help="seconds an etcd request may take, failing over between members")
 @click.option("--max-object-bytes", default=1_572_864, help="largest object accepted")
