@@ -27,7 +27,7 @@ from minik8s import config
 STATE_FILE = "cluster.json"
 DAEMON = [sys.executable, "-m", "minik8s.cli.daemons"]
 # stop order: clients of the API first, etcd last
-ROLES = ("scheduler", "apiserver", "etcd")
+ROLES = ("scheduler", "controller-manager", "apiserver", "etcd")
 
 
 class ClusterError(Exception):
@@ -69,10 +69,12 @@ class LocalCluster:
     workdir: Path
     masters: int = 3
     schedulers: int = 0
+    controller_managers: int = 0
     host: str = "127.0.0.1"
     service_cidr: str = "10.96.0.0/16"
     apiserver_args: list[str] = field(default_factory=list)
     scheduler_args: list[str] = field(default_factory=list)
+    controller_manager_args: list[str] = field(default_factory=list)
     procs: dict[str, Proc] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -93,6 +95,9 @@ class LocalCluster:
             ], {"grpc": port, "http": http}))
         for i in range(self.schedulers):
             self._add(self._component(f"scheduler-{i}", "scheduler", self.scheduler_args))
+        for i in range(self.controller_managers):
+            self._add(self._component(f"controller-manager-{i}", "controller-manager",
+                                      self.controller_manager_args))
 
     def _plan_etcd(self) -> None:
         peers = {f"etcd-{i}": free_port() for i in range(self.masters)}

@@ -103,8 +103,35 @@ def scheduler(log_level: str, scheduler_name: str, percentage_of_nodes_to_score:
         options, setup(scheduler_name, percentage_of_nodes_to_score, options.election.identity))))
 
 
+@main.command("controller-manager")
+@leader_elected
+@click.option("--cluster-cidr", default="10.244.0.0/16", help="pod addresses; one /24 per node")
+@click.option("--node-monitor-grace-period", default=8.0,
+              help="seconds without a node lease renewal before the node is NotReady")
+@click.option("--pod-eviction-timeout", default=10.0,
+              help="seconds a node may be NotReady before its pods are evicted")
+@click.option("--concurrent-workers", default=4, help="workers per controller")
+def controller_manager(log_level: str, cluster_cidr: str, node_monitor_grace_period: float,
+                       pod_eviction_timeout: float, concurrent_workers: int,
+                       **opts: object) -> None:
+    """Run the controllers (3 replicas, one leader)."""
+    from controller_manager.base import Options
+    from controller_manager.manager import setup
+
+    serving.setup_logging("controller-manager", log_level)
+    try:
+        options = component_options("kube-controller-manager", opts)
+    except (config.ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    controllers = Options(cluster_cidr=cluster_cidr,
+                          node_monitor_grace_period=node_monitor_grace_period,
+                          pod_eviction_timeout=pod_eviction_timeout, workers=concurrent_workers)
+    sys.exit(asyncio.run(run_component(options, setup(controllers, options.election.identity))))
+
+
 @main.command("local-up")
-@click.option("--masters", default=3, help="etcd members, apiservers and schedulers")
+@click.option("--masters", default=3,
+              help="etcd members, apiservers, schedulers and controller-managers")
 @click.option("--nodes", default=0, help="worker nodes (kubelets), when available")
 @click.option("--workdir", default=".work/cluster", type=click.Path(path_type=Path))
 @click.option("--service-cidr", default="10.96.0.0/16")
@@ -125,8 +152,9 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
             _detach(workdir, masters, service_cidr)
             return
         cluster = LocalCluster(workdir=workdir, masters=masters, schedulers=masters,
-                               service_cidr=service_cidr)
-        click.echo(f"starting {masters} etcd members, apiservers and schedulers in {workdir}")
+                               controller_managers=masters, service_cidr=service_cidr)
+        click.echo(f"starting {masters} etcd members, apiservers, schedulers and "
+                   f"controller-managers in {workdir}")
         try:
             cluster.start()
         except BaseException:
