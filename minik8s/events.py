@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import logging
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
@@ -22,6 +23,8 @@ from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 
 log = logging.getLogger("minik8s.events")
+
+MAX_REMEMBERED = 4096  # events kept for folding repeats into; older ones start anew
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class EventRecorder:
         self.component = component
         self.host = host
         self._pending: asyncio.Queue[tuple[_Key, t.ObjectReference]] = asyncio.Queue(max_pending)
-        self._seen: dict[_Key, t.Event] = {}
+        self._seen: OrderedDict[_Key, t.Event] = OrderedDict()  # the most recent, for folding
         self._workers = workers
         self.dropped = 0
 
@@ -83,11 +86,17 @@ class EventRecorder:
             seen.count += 1
             seen.last_timestamp.FromDatetime(_now())
             try:
-                self._seen[key] = await self.client.update(seen)
+                self._remember(key, await self.client.update(seen))
                 return
             except (errors.Conflict, errors.NotFound):
-                del self._seen[key]
-        self._seen[key] = await self.client.create(self._new(key, ref))
+                self._seen.pop(key, None)
+        self._remember(key, await self.client.create(self._new(key, ref)))
+
+    def _remember(self, key: _Key, event: t.Event) -> None:
+        self._seen[key] = event
+        self._seen.move_to_end(key)
+        while len(self._seen) > MAX_REMEMBERED:
+            self._seen.popitem(last=False)
 
     def _new(self, key: _Key, ref: t.ObjectReference) -> t.Event:
         ev = t.Event(
