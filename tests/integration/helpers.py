@@ -9,6 +9,7 @@ from typing import TypeVar
 from apiserver.etcd import Etcd, range_end
 from minik8s import kinds
 from minik8s.api.v1 import types_pb2 as t
+from minik8s.retry import retry_on_conflict
 
 T = TypeVar("T")
 
@@ -48,12 +49,16 @@ async def ready_node(client, name: str, cpu: str = "4", memory: str = "8Gi", pod
                      labels: dict[str, str] | None = None,
                      taints: list[t.Taint] | None = None) -> t.Node:
     """Register a Ready node as a kubelet would (the object only: no machine behind it)."""
-    node = await client.create(t.Node(metadata=t.ObjectMeta(name=name, labels=labels or {}),
-                                      spec=t.NodeSpec(taints=taints or [])))
-    node.status.allocatable.update({"cpu": cpu, "memory": memory, "pods": pods})
-    node.status.capacity.update({"cpu": cpu, "memory": memory, "pods": pods})
-    node.status.conditions.add(type="Ready", status="True")
-    return await client.update_status(node)
+    await client.create(t.Node(metadata=t.ObjectMeta(name=name, labels=labels or {}),
+                               spec=t.NodeSpec(taints=taints or [])))
+
+    async def report() -> t.Node:  # the node IPAM controller may write in between
+        node = await client.get("Node", name)
+        node.status.allocatable.update({"cpu": cpu, "memory": memory, "pods": pods})
+        node.status.capacity.update({"cpu": cpu, "memory": memory, "pods": pods})
+        node.status.conditions.add(type="Ready", status="True")
+        return await client.update_status(node)
+    return await retry_on_conflict(report)
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
