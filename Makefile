@@ -28,6 +28,8 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.scheduler
+	$(BIN)/python -m bench.failover
 
 proto: venv
 	$(BIN)/python proto/generate.py

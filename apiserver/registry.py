@@ -25,6 +25,8 @@ from minik8s.kinds import Kind
 
 _ALLOCATION_ATTEMPTS = 8
 _PROPAGATION = ("", "Background", "Foreground", "Orphan")
+# The garbage collector orphans or deletes the dependents, then removes these.
+_PROPAGATION_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
 
 
 def _kind(name: str) -> Kind:
@@ -243,8 +245,11 @@ class Registry:
         grace = req.grace_period_seconds if req.HasField("grace_period_seconds") else None
         if kind.name == "Namespace":
             return await self._delete_namespace(obj, fence)
-        if obj.metadata.finalizers or self._graceful(kind, obj, grace):
-            return await self._mark_deleted(kind, obj, grace, fence)
+        # not for pods: once finalized, only their kubelet (if any) removes them
+        finalizer = "" if kind.name == "Pod" else \
+            _PROPAGATION_FINALIZERS.get(req.propagation_policy, "")
+        if finalizer or obj.metadata.finalizers or self._graceful(kind, obj, grace):
+            return await self._mark_deleted(kind, obj, grace, fence, finalizer)
         return await self.storage.delete(kind, obj, int(obj.metadata.resource_version),
                                          fence + self._release(kind, obj))
 
@@ -254,7 +259,7 @@ class Registry:
         return kind.name == "Pod" and bool(obj.spec.node_name) and grace != 0
 
     async def _mark_deleted(self, kind: Kind, obj: Message, grace: int | None,
-                            fence: Extras) -> Message:
+                            fence: Extras, finalizer: str = "") -> Message:
         async def mark(draft: Message) -> Message | None:
             meta = draft.metadata
             if kind.name != "Pod":
@@ -262,6 +267,8 @@ class Registry:
                     return None
                 meta.deletion_timestamp.FromDatetime(_now())
                 meta.deletion_grace_period_seconds = 0
+                if finalizer and finalizer not in meta.finalizers:
+                    meta.finalizers.append(finalizer)
                 return draft
             seconds = grace if grace is not None else draft.spec.termination_grace_period_seconds
             if meta.HasField("deletion_grace_period_seconds") and \

@@ -8,8 +8,8 @@ grow with the number of watchers.
 Revisions: etcd's revision is global, so a kind's cache only learns that it
 has seen everything up to revision R from an event at R or later, or from an
 etcd progress notification. A client resuming from R waits until the cache
-is there; the cache asks etcd for progress while anyone waits, and every
-second for bookmarks. etcd 3.4 may answer a progress request ahead of events
+is there; the cache asks etcd for progress while anyone waits, and four times a
+second otherwise, so bookmarks carry a revision at most about half a second old. etcd 3.4 may answer a progress request ahead of events
 still queued on the stream (etcd issue 15220), so a progress revision is
 trusted only once a later progress answer has arrived behind it.
 """
@@ -311,8 +311,8 @@ def _bookmark(kind: Kind, revision: int) -> Message:
 class WatchCache:
     """The caches of all kinds of one apiserver replica."""
 
-    def __init__(self, etcd: Etcd, *, capacity: int = 10_000, progress_interval: float = 1.0,
-                 bookmark_interval: float = 5.0) -> None:
+    def __init__(self, etcd: Etcd, *, capacity: int = 10_000, progress_interval: float = 0.25,
+                 bookmark_interval: float = 1.0) -> None:
         self.caches = {k.name: KindCache(k, etcd, capacity=capacity) for k in kinds.KINDS}
         self._progress_interval = progress_interval
         self._bookmark_interval = bookmark_interval

@@ -5,20 +5,30 @@ import asyncio
 import logging
 
 from controller_manager.base import Context, Controller, Options
+from controller_manager.daemonset import DaemonSetController
+from controller_manager.deployment import DeploymentController
+from controller_manager.endpoints import EndpointsController
+from controller_manager.garbagecollector import GarbageCollector
+from controller_manager.namespace import NamespaceController
+from controller_manager.nodeipam import NodeIpamController
+from controller_manager.nodelifecycle import NodeLifecycleController
 from controller_manager.replicaset import ReplicaSetController
 from minik8s.client import ApiClient
-from minik8s.component import Lead, Setup
+from minik8s.component import Setup, Work
 from minik8s.events import EventRecorder
 from minik8s.informer import SharedInformerFactory
 from minik8s.leaderelection import LeadershipLost
 
 log = logging.getLogger("minik8s.controller-manager")
 
-CONTROLLERS: tuple[type[Controller], ...] = (ReplicaSetController,)
+CONTROLLERS: tuple[type[Controller], ...] = (ReplicaSetController, DaemonSetController,
+                                             EndpointsController, DeploymentController,
+                                             NodeLifecycleController, NodeIpamController,
+                                             GarbageCollector, NamespaceController)
 
 
 def setup(options: Options, identity: str) -> Setup:
-    async def build(_client: ApiClient, factory: SharedInformerFactory) -> Lead:
+    async def build(_client: ApiClient, factory: SharedInformerFactory) -> Work:
         ctx = Context(factory, options)
         controllers = [cls(ctx) for cls in CONTROLLERS]
 
@@ -39,5 +49,5 @@ def setup(options: Options, identity: str) -> Setup:
                 for task in (*tasks, fenced_out):
                     task.cancel()
                 await asyncio.gather(*tasks, fenced_out, return_exceptions=True)
-        return lead
+        return Work(lead)
     return build

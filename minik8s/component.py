@@ -23,7 +23,21 @@ from minik8s.leaderelection import ElectionConfig, LeaderElector, LeadershipLost
 log = logging.getLogger("minik8s.component")
 
 Lead = Callable[[ApiClient], Awaitable[None]]
-Setup = Callable[[ApiClient, SharedInformerFactory], Awaitable[Lead]]
+
+
+@dataclass
+class Work:
+    """What the leader runs, given the fenced client, and the kinds it writes.
+
+    Before it starts, the caches of those kinds must hold everything a
+    predecessor wrote (None: every informer's).
+    """
+
+    lead: Lead
+    writes: tuple[str, ...] | None = None
+
+
+Setup = Callable[[ApiClient, SharedInformerFactory], Awaitable[Work]]
 
 
 @dataclass
@@ -39,7 +53,7 @@ async def run_component(opts: ComponentOptions, setup: Setup) -> int:
     """Run until SIGTERM (exit code 0) or until leadership is lost (exit code 1)."""
     client = ApiClient(opts.servers)
     factory = SharedInformerFactory(client)
-    lead = await setup(client, factory)
+    work_to_do = await setup(client, factory)
     factory.start()
 
     grpc_server = serving.make_grpc_server()
@@ -58,9 +72,9 @@ async def run_component(opts: ComponentOptions, setup: Setup) -> int:
         # Everything a predecessor wrote committed before our acquisition
         # (fencing refuses the rest): once the caches are there, nothing it
         # did is missing from them, so we cannot act twice on its behalf.
-        if not await factory.wait_for_revision(elector.revision, timeout=15):
+        if not await factory.wait_for_revision(elector.revision, 15, work_to_do.writes):
             log.warning("caches did not reach revision %d; leading anyway", elector.revision)
-        await lead(fenced)
+        await work_to_do.lead(fenced)
 
     work = asyncio.create_task(elector.run(lead_from_current_state), name="elected")
     stop = asyncio.create_task(serving.wait_for_termination(), name="signals")

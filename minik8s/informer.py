@@ -345,9 +345,14 @@ class SharedInformerFactory:
     def has_synced(self) -> bool:
         return all(informer.has_synced() for informer in self._informers.values())
 
-    async def wait_for_revision(self, revision: int, timeout: float) -> bool:
-        """Wait until every informer has seen everything up to revision; False on timeout."""
-        waits = [i.wait_for_revision(revision, timeout) for i in self._informers.values()]
+    async def wait_for_revision(self, revision: int, timeout: float,
+                                kinds: tuple[str, ...] | None = None) -> bool:
+        """Wait until the informers (of kinds, or all) have seen everything up to revision.
+
+        False on timeout.
+        """
+        waits = [i.wait_for_revision(revision, timeout) for (kind, _), i in
+                 self._informers.items() if kinds is None or kind in kinds]
         return all(await asyncio.gather(*waits))
 
     async def wait_synced(self, timeout: float | None = None) -> bool:

@@ -150,11 +150,15 @@ class LeaderElector:
         last = time.monotonic()
         while True:
             await asyncio.sleep(self.config.retry_period)
+            # a late wake-up (a busy event loop) still gets a fair attempt: if
+            # nobody took the lease meanwhile, renewing it is safe, and if
+            # someone did, the CAS fails (and fencing covers anything in between)
             left = last + self.config.renew_deadline - time.monotonic()
             try:
-                held = await asyncio.wait_for(self.try_acquire_or_renew(), max(left, 0.01))
+                held = await asyncio.wait_for(self.try_acquire_or_renew(),
+                                              max(left, self.config.retry_period))
             except (errors.ApiError, TimeoutError) as exc:
-                log.warning("renewing lease: %s", exc or "timed out")
+                log.warning("renewing lease: %s", str(exc) or "timed out")
                 held = None
             if held:
                 last = time.monotonic()

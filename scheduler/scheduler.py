@@ -122,6 +122,8 @@ class Scheduler:
                 except QueueClosed:
                     raise self._lost or LeadershipLost("scheduling queue closed") from None
                 await self._schedule_one(qp, client, events)
+                # let binds, informers and the lease renewal run between attempts
+                await asyncio.sleep(0)
         finally:
             for task in (*housekeeping, *self._bind_tasks):
                 task.cancel()

@@ -47,10 +47,11 @@ async def etcd_state(endpoints: list[str], kind: str, namespace: str) -> dict[st
 
 async def ready_node(client, name: str, cpu: str = "4", memory: str = "8Gi", pods: str = "110",
                      labels: dict[str, str] | None = None,
-                     taints: list[t.Taint] | None = None) -> t.Node:
+                     taints: list[t.Taint] | None = None, unschedulable: bool = False) -> t.Node:
     """Register a Ready node as a kubelet would (the object only: no machine behind it)."""
     await client.create(t.Node(metadata=t.ObjectMeta(name=name, labels=labels or {}),
-                               spec=t.NodeSpec(taints=taints or [])))
+                               spec=t.NodeSpec(taints=taints or [],
+                                               unschedulable=unschedulable)))
 
     async def report() -> t.Node:  # the node IPAM controller may write in between
         node = await client.get("Node", name)
@@ -71,3 +72,23 @@ def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
         text = resp.read().decode()
     return [(s.name, s.labels, s.value)
             for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def replica_set(name: str, namespace: str, replicas: int) -> t.ReplicaSet:
+    labels = {"app": name}
+    return t.ReplicaSet(
+        metadata=t.ObjectMeta(name=name, namespace=namespace),
+        spec=t.ReplicaSetSpec(
+            replicas=replicas, selector=t.LabelSelector(match_labels=labels),
+            template=t.PodTemplateSpec(
+                metadata=t.ObjectMeta(labels=labels),
+                spec=t.PodSpec(containers=[t.Container(name="c", image="busybox:1.36")]))))
+
+
+async def leader_process(cluster, client, role: str = "controller-manager") -> tuple[str, str]:
+    """(identity, process name) of the leader of a component (its lease kube-<role>)."""
+    async def holder() -> str:
+        return (await client.get("Lease", f"kube-{role}", "kube-system")).spec.holder_identity
+    identity = await eventually(holder)
+    pid = int(identity.split("_")[-2])  # identities are host_pid_random
+    return identity, next(p.name for p in cluster.role(role) if p.pid == pid)

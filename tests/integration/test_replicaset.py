@@ -14,9 +14,7 @@ from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
 from tests.integration.conftest import _start
-from tests.integration.helpers import eventually, pod, scrape
-
-LEASE = "kube-controller-manager"
+from tests.integration.helpers import eventually, leader_process, pod, replica_set, scrape
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +35,6 @@ async def ns(api: ApiClient) -> str:
     name = f"rs-{uuid.uuid4().hex[:8]}"
     await api.create(t.Namespace(metadata=t.ObjectMeta(name=name)))
     return name
-
-
-def replica_set(name: str, namespace: str, replicas: int) -> t.ReplicaSet:
-    labels = {"app": name}
-    return t.ReplicaSet(
-        metadata=t.ObjectMeta(name=name, namespace=namespace),
-        spec=t.ReplicaSetSpec(
-            replicas=replicas, selector=t.LabelSelector(match_labels=labels),
-            template=t.PodTemplateSpec(
-                metadata=t.ObjectMeta(labels=labels),
-                spec=t.PodSpec(containers=[t.Container(name="c", image="busybox:1.36")]))))
 
 
 class Observer:
@@ -77,15 +64,6 @@ class Observer:
             else:
                 self.live.add(name)
             self.most = max(self.most, len(self.live))
-
-
-async def leader_process(cluster: LocalCluster, client: ApiClient) -> tuple[str, str]:
-    """(identity, process name) of the controller-manager leader."""
-    async def holder() -> str:
-        return (await client.get("Lease", LEASE, "kube-system")).spec.holder_identity
-    identity = await eventually(holder)
-    pid = int(identity.split("_")[-2])
-    return identity, next(p.name for p in cluster.role("controller-manager") if p.pid == pid)
 
 
 async def scale(client: ApiClient, namespace: str, name: str, replicas: int) -> None:
