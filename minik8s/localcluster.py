@@ -9,8 +9,10 @@ of whoever runs the cluster) starts them again, as a real supervisor would.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,10 +36,27 @@ class ClusterError(Exception):
     pass
 
 
+# Ports are picked below Linux's ephemeral range (32768-60999), so the
+# outgoing connections of other processes cannot take one between the moment
+# it is picked and the moment its server binds it.
+_PORTS = range(20000, 32000)
+_given: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, not handed out before by this process."""
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise ClusterError("no free port found")
 
 
 @dataclass
@@ -296,5 +315,5 @@ def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return resp.status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
