@@ -79,7 +79,8 @@ REPO = str(Path(__file__).resolve().parents[1]) + "/"
 # Total (inclusive) time is shown for the project's own functions only: the frames
 # below them (click, asyncio's loop, the component runner) are on every stack.
 PROJECT_PACKAGES = ("minik8s/informer", "minik8s/client", "minik8s/events", "minik8s/kinds",
-                    "minik8s/leaderelection", "minik8s/serving", "scheduler/", "apiserver/")
+                    "minik8s/leaderelection", "minik8s/serving", "scheduler/", "apiserver/",
+                    "controller_manager/")
 
 
 # ---------------------------------------------------------------- objects

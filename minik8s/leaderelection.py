@@ -69,6 +69,7 @@ class LeaderElector:
         self.config = config
         self.fence: api.Fence | None = None
         self.revision = 0  # the resourceVersion of our last write of the lease
+        self._held: t.Lease | None = None  # the lease as we last wrote it, while we hold it
         self._observed: tuple[str, int, str] | None = None  # holder, transitions, renewTime
         self._observed_at = 0.0
         self._gauge = IS_LEADER.labels(config.name)
@@ -96,6 +97,8 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         """One CAS attempt; True if we hold the lease afterwards."""
+        if self._held is not None and await self._renew_held():
+            return True
         me = self.config.identity
         try:
             lease = await self.client.get("Lease", self.config.name, self.config.namespace)
@@ -119,7 +122,23 @@ class LeaderElector:
         except errors.Conflict:
             return False
 
+    async def _renew_held(self) -> bool:
+        """Renew in one request: CAS on the lease as we last wrote it.
+
+        A conflict means someone else wrote it since; the caller then reads
+        it and decides as a candidate would.
+        """
+        lease = t.Lease()
+        lease.CopyFrom(self._held)
+        lease.spec.renew_time.FromDatetime(_now())
+        try:
+            return self._hold(await self.client.update(lease))
+        except errors.Conflict:
+            self._held = None
+            return False
+
     def _hold(self, lease: t.Lease) -> bool:
+        self._held = lease
         spec = lease.spec
         self.revision = int(lease.metadata.resource_version)
         self.fence = api.Fence(lease_namespace=lease.metadata.namespace,

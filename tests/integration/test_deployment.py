@@ -57,13 +57,15 @@ async def ns(api: ApiClient) -> AsyncIterator[str]:
 class FakeKubelet:
     """Plays the kubelet for a namespace's pods.
 
-    A bound pod is marked Running and Ready READY_AFTER seconds later; a pod
+    A bound pod is marked Running and Ready ready_after seconds later; a pod
     being deleted is removed with grace 0, as a kubelet does once its
     containers have stopped.
     """
 
-    def __init__(self, client: ApiClient, namespace: str) -> None:
+    def __init__(self, client: ApiClient, namespace: str,
+                 ready_after: float = READY_AFTER) -> None:
         self.client, self.namespace = client, namespace
+        self.ready_after = ready_after
         self._started: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
 
@@ -94,7 +96,7 @@ class FakeKubelet:
                 self._spawn(self._start(pod.metadata.name, len(self._started)))
 
     async def _start(self, name: str, n: int) -> None:
-        await asyncio.sleep(READY_AFTER)
+        await asyncio.sleep(self.ready_after)
 
         async def mark_ready() -> None:
             pod = await self.client.get("Pod", name, self.namespace)
