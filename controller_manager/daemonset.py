@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from controller_manager import pods as podutil
 from controller_manager.base import Controller
 from controller_manager.expectations import Expectations
+from controller_manager.ownership import claim
 from minik8s import errors, selectors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.informer import NAMESPACE_INDEX
@@ -330,7 +331,9 @@ class DaemonSetController(Controller):
             self.creations.forget(key)
             self.deletions.forget(key)
             return
-        mine = await self._claim(ds)
+        mine = await claim(self.ctx.api, ds,
+                           self.pods.by_index(NAMESPACE_INDEX, ds.metadata.namespace),
+                           adoptable=podutil.is_active)
         template = template_pod(ds)
         eligible = {n.metadata.name: should_run(template, n) for n in self.nodes.list()}
         by_node = pods_by_node(mine)
@@ -369,38 +372,6 @@ class DaemonSetController(Controller):
         doomed = rolling_deletions(by_node, nodes, revision, limit, ds.spec.min_ready_seconds,
                                    podutil.now())
         await self._delete(key, ds, [(p, None) for p in doomed])
-
-    async def _claim(self, ds: t.DaemonSet) -> list[t.Pod]:
-        """The pods ds controls, adopting matching orphans and releasing what no longer matches."""
-        selector = selectors.LabelSelector.from_proto(ds.spec.selector)
-        mine = []
-        for pod in self.pods.by_index(NAMESPACE_INDEX, ds.metadata.namespace):
-            ref = podutil.controller_of(pod)
-            matches = selector.matches(pod.metadata.labels)
-            if ref is not None and ref.uid == ds.metadata.uid:
-                if matches:
-                    mine.append(pod)
-                else:
-                    await self._set_owner(pod, None)
-            elif ref is None and matches and podutil.is_active(pod) and not _terminating(ds):
-                adopted = await self._set_owner(pod, ds)
-                if adopted is not None:
-                    mine.append(adopted)
-        return mine
-
-    async def _set_owner(self, pod: t.Pod, ds: t.DaemonSet | None) -> t.Pod | None:
-        """Adopt pod (ds) or release it (None); None if it changed meanwhile."""
-        changed = t.Pod()
-        changed.CopyFrom(pod)
-        refs = [r for r in changed.metadata.owner_references if not r.controller]
-        del changed.metadata.owner_references[:]
-        changed.metadata.owner_references.extend(refs)
-        if ds is not None:
-            changed.metadata.owner_references.append(podutil.controller_ref(ds))
-        try:
-            return await self.ctx.api.update(changed)
-        except (errors.Conflict, errors.NotFound):
-            return None
 
     async def _create(self, key: str, ds: t.DaemonSet, nodes: list[str], revision: str) -> None:
         if not nodes:

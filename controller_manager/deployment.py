@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from controller_manager import pods as podutil
 from controller_manager.base import Controller
+from controller_manager.ownership import claim, controlled_by
 from minik8s import errors, kinds, selectors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.informer import NAMESPACE_INDEX, OWNER_UID_INDEX, index_by_owner_uid
@@ -206,22 +207,6 @@ def scale_annotations(d: t.Deployment) -> dict[str, str]:
     """What each scaled ReplicaSet records of the deployment's size, as Kubernetes."""
     surge, _ = fenceposts(d.spec)
     return {DESIRED_REPLICAS: str(d.spec.replicas), MAX_REPLICAS: str(d.spec.replicas + surge)}
-
-
-def controlled_by(obj: Message, uid: str) -> bool:
-    ref = podutil.controller_of(obj)
-    return ref is not None and ref.uid == uid
-
-
-def with_controller(obj: Message, owner: Message | None) -> Message:
-    """A copy of obj controlled by owner (or by nothing)."""
-    changed = obj.__deepcopy__()
-    refs = [r for r in changed.metadata.owner_references if not r.controller]
-    del changed.metadata.owner_references[:]
-    changed.metadata.owner_references.extend(refs)
-    if owner is not None:
-        changed.metadata.owner_references.append(podutil.controller_ref(owner))
-    return changed
 
 
 # ---------------------------------------------------------------- conditions
@@ -426,34 +411,9 @@ class DeploymentController(Controller):
 
     async def _claim(self, d: t.Deployment) -> list[t.ReplicaSet]:
         """d's ReplicaSets, adopting matching orphans and releasing what no longer matches."""
-        selector = selectors.LabelSelector.from_proto(d.spec.selector)
-        uid = d.metadata.uid
-        mine = []
-        for rs in self.replicasets.by_index(OWNER_UID_INDEX, uid):
-            if not controlled_by(rs, uid):
-                continue
-            if selector.matches(rs.metadata.labels):
-                mine.append(rs)
-            else:
-                await self._set_controller(d, rs, None)
-        if d.metadata.HasField("deletion_timestamp"):
-            return mine
-        for rs in self.replicasets.by_index(NAMESPACE_INDEX, d.metadata.namespace):
-            if podutil.controller_of(rs) is None and selector.matches(rs.metadata.labels):
-                adopted = await self._set_controller(d, rs, d)
-                if adopted is not None:
-                    mine.append(adopted)
-        return mine
-
-    async def _set_controller(self, d: t.Deployment, rs: t.ReplicaSet,
-                              owner: t.Deployment | None) -> t.ReplicaSet | None:
-        """Adopt rs (owner d) or release it (None); None if it changed meanwhile."""
-        try:
-            updated = await self.ctx.api.update(with_controller(rs, owner))
-        except (errors.Conflict, errors.NotFound):
-            return None
-        self._wrote(d, updated)
-        return updated
+        return await claim(self.ctx.api, d,
+                           self.replicasets.by_index(NAMESPACE_INDEX, d.metadata.namespace),
+                           on_write=lambda rs: self._wrote(d, rs))
 
     # ------------------------------------------------------------ one step
 

@@ -7,6 +7,7 @@ import logging
 from controller_manager import pods as podutil
 from controller_manager.base import Controller
 from controller_manager.expectations import Expectations
+from controller_manager.ownership import claim
 from minik8s import errors, selectors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.informer import NAMESPACE_INDEX
@@ -77,7 +78,9 @@ class ReplicaSetController(Controller):
         if rs is None:
             self.expectations.forget(key)
             return
-        mine = await self._claim(rs)
+        mine = await claim(self.ctx.api, rs,
+                           self.pods.by_index(NAMESPACE_INDEX, rs.metadata.namespace),
+                           adoptable=podutil.is_active)
         active = [p for p in mine if podutil.is_active(p)]
         if self.expectations.satisfied(key) and not rs.metadata.HasField("deletion_timestamp"):
             diff = rs.spec.replicas - len(active)
@@ -86,39 +89,6 @@ class ReplicaSetController(Controller):
             elif diff < 0:
                 await self._delete(key, rs, active, -diff)
         await self._update_status(rs, mine)
-
-    async def _claim(self, rs: t.ReplicaSet) -> list[t.Pod]:
-        """The pods rs controls, adopting matching orphans and releasing what no longer matches."""
-        selector = selectors.LabelSelector.from_proto(rs.spec.selector)
-        mine = []
-        for pod in self.pods.by_index(NAMESPACE_INDEX, rs.metadata.namespace):
-            ref = podutil.controller_of(pod)
-            matches = selector.matches(pod.metadata.labels)
-            if ref is not None and ref.uid == rs.metadata.uid:
-                if matches:
-                    mine.append(pod)
-                else:
-                    await self._set_owner(pod, None)
-            elif ref is None and matches and podutil.is_active(pod) and \
-                    not rs.metadata.HasField("deletion_timestamp"):
-                adopted = await self._set_owner(pod, rs)
-                if adopted is not None:
-                    mine.append(adopted)
-        return mine
-
-    async def _set_owner(self, pod: t.Pod, rs: t.ReplicaSet | None) -> t.Pod | None:
-        """Adopt pod (rs) or release it (None); None if it changed meanwhile."""
-        changed = t.Pod()
-        changed.CopyFrom(pod)
-        refs = [r for r in changed.metadata.owner_references if not r.controller]
-        del changed.metadata.owner_references[:]
-        changed.metadata.owner_references.extend(refs)
-        if rs is not None:
-            changed.metadata.owner_references.append(podutil.controller_ref(rs))
-        try:
-            return await self.ctx.api.update(changed)
-        except (errors.Conflict, errors.NotFound):
-            return None
 
     async def _create(self, key: str, rs: t.ReplicaSet, count: int) -> None:
         self.expectations.expect_creations(key, count)
