@@ -30,6 +30,7 @@ bench: venv
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.scheduler
 	$(BIN)/python -m bench.failover
+	$(BIN)/python -m bench.controllers
 
 proto: venv
 	$(BIN)/python proto/generate.py

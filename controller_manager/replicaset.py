@@ -148,5 +148,14 @@ class ReplicaSetController(Controller):
         updated = t.ReplicaSet()
         updated.CopyFrom(rs)
         updated.status.CopyFrom(status)
-        await self.ctx.api.update_status(updated)
+        try:
+            await self.ctx.api.update_status(updated)
+        except errors.Conflict:
+            # our cached copy is behind (often our own last status write): write the
+            # status onto the current object, unless its spec moved on meanwhile
+            current = await self.ctx.api.get("ReplicaSet", rs.metadata.name,
+                                             rs.metadata.namespace)
+            if current.metadata.generation == rs.metadata.generation:
+                current.status.CopyFrom(status)
+                await self.ctx.api.update_status(current)
 

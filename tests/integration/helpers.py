@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from apiserver.etcd import Etcd, range_end
-from minik8s import kinds
+from minik8s import errors, kinds
 from minik8s.api.v1 import types_pb2 as t
+from minik8s.client import ApiClient
 from minik8s.retry import retry_on_conflict
 
 T = TypeVar("T")
@@ -92,3 +95,64 @@ async def leader_process(cluster, client, role: str = "controller-manager") -> t
     identity = await eventually(holder)
     pid = int(identity.split("_")[-2])  # identities are host_pid_random
     return identity, next(p.name for p in cluster.role(role) if p.pid == pid)
+
+
+class FakeKubelet:
+    """Plays the kubelet for a namespace's pods.
+
+    A bound pod is marked Running and Ready ready_after seconds later; a pod
+    being deleted is removed with grace 0, as a kubelet does once its
+    containers have stopped.
+    """
+
+    def __init__(self, client: ApiClient, namespace: str,
+                 ready_after: float = 0.2) -> None:
+        self.client, self.namespace = client, namespace
+        self.ready_after = ready_after
+        self._started: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def __aenter__(self) -> FakeKubelet:
+        self._spawn(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self) -> None:
+        async for ev in self.client.watch("Pod", self.namespace):
+            pod = ev.object
+            if ev.type in ("BOOKMARK", "DELETED"):
+                continue
+            if pod.metadata.HasField("deletion_timestamp"):
+                self._spawn(self._remove(pod.metadata.name))
+            elif pod.spec.node_name and pod.metadata.uid not in self._started:
+                self._started.add(pod.metadata.uid)
+                self._spawn(self._start(pod.metadata.name, len(self._started)))
+
+    async def _start(self, name: str, n: int) -> None:
+        await asyncio.sleep(self.ready_after)
+
+        async def mark_ready() -> None:
+            pod = await self.client.get("Pod", name, self.namespace)
+            if pod.metadata.HasField("deletion_timestamp"):
+                return
+            pod.status.phase = "Running"
+            pod.status.pod_ip = f"10.244.{n // 250}.{n % 250 + 1}"
+            ready = pod.status.conditions.add(type="Ready", status="True")
+            ready.last_transition_time.FromDatetime(datetime.datetime.now(datetime.UTC))
+            await self.client.update_status(pod)
+        with contextlib.suppress(errors.NotFound):
+            await retry_on_conflict(mark_ready)
+
+    async def _remove(self, name: str) -> None:
+        with contextlib.suppress(errors.NotFound):
+            await self.client.delete("Pod", name, self.namespace, grace_period_seconds=0)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from minik8s import errors
+from controller_manager.pods import is_ready
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
 from tests.integration.conftest import _start
-from tests.integration.helpers import eventually, ready_node
+from tests.integration.helpers import FakeKubelet, eventually, ready_node
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,6 @@ def _live(pod: t.Pod) -> bool:
     return not pod.metadata.HasField("deletion_timestamp")
 
 
-def _ready(pod: t.Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
-
-
 class Watching:
     """A task following the namespace's pods; subclasses say what to do with each event."""
 
@@ -89,32 +85,6 @@ class Watching:
         raise NotImplementedError
 
 
-class Kubelets(Watching):
-    """Every node's kubelet: bound pods run (Running, an IP, Ready); deletions finish at once."""
-
-    ips = 0
-
-    async def seen(self, type_: str, pod: t.Pod) -> None:
-        try:
-            if type_ == "DELETED":
-                return
-            if not _live(pod):
-                await self.api.delete("Pod", pod.metadata.name, self.namespace,
-                                      grace_period_seconds=0)
-            elif pod.spec.node_name and not _ready(pod):
-                await self._run(pod)
-        except (errors.Conflict, errors.NotFound):
-            pass  # a newer version of the pod is on its way, or it is gone
-
-    async def _run(self, pod: t.Pod) -> None:
-        Kubelets.ips += 1
-        pod.status.phase = "Running"
-        pod.status.pod_ip = f"10.244.{Kubelets.ips // 250}.{Kubelets.ips % 250 + 1}"
-        condition = pod.status.conditions.add(type="Ready", status="True")
-        condition.last_transition_time.GetCurrentTime()
-        await self.api.update_status(pod)
-
-
 class Observer(Watching):
     """Checks every observed state: never two pods on a node; counts nodes without a ready pod."""
 
@@ -133,7 +103,7 @@ class Observer(Watching):
             self.pods[pod.metadata.name] = pod
         per_node = Counter(p.spec.node_name for p in self.pods.values() if p.spec.node_name)
         self.doubled += [node for node, count in per_node.items() if count > 1]
-        available = {p.spec.node_name for p in self.pods.values() if _live(p) and _ready(p)}
+        available = {p.spec.node_name for p in self.pods.values() if _live(p) and is_ready(p)}
         self.most_unavailable = max(self.most_unavailable, len(self.tracked - available))
 
 
@@ -182,7 +152,7 @@ async def test_one_pod_per_eligible_node(api: ApiClient, ns: str) -> None:
     nodes = [f"{ns}-{i}" for i in range(4)]
     for name in nodes[:3]:
         await ready_node(api, name)
-    async with Kubelets(api, ns), Observer(api, ns) as obs:
+    async with FakeKubelet(api, ns, ready_after=0), Observer(api, ns) as obs:
         await api.create(daemon_set("agent", ns))
         await placed_on(api, ns, set(nodes[:3]))
         await settled(api, ns, "agent", 3)
@@ -208,7 +178,7 @@ async def test_node_selector(api: ApiClient, ns: str) -> None:
     await ready_node(api, core)
     ds = daemon_set("edge-agent", ns)
     ds.spec.template.spec.node_selector["role"] = "edge"
-    async with Kubelets(api, ns):
+    async with FakeKubelet(api, ns, ready_after=0):
         await api.create(ds)
         await placed_on(api, ns, {edge})
         await edit_node(api, core, lambda n: n.metadata.labels.update(role="edge"))
@@ -222,7 +192,7 @@ async def test_rolling_update_one_node_at_a_time(api: ApiClient, ns: str) -> Non
     nodes = {f"{ns}-{i}" for i in range(3)}
     for name in nodes:
         await ready_node(api, name)
-    async with Kubelets(api, ns), Observer(api, ns) as obs:
+    async with FakeKubelet(api, ns, ready_after=0), Observer(api, ns) as obs:
         await api.create(daemon_set("agent", ns, image="agent:1"))
         await placed_on(api, ns, nodes)
         await settled(api, ns, "agent", 3)
