@@ -33,7 +33,6 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
-import shlex
 import signal
 import sys
 import time
@@ -45,13 +44,12 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.api import cpus, machine, metric, percentile, saturation, scrape, versions, yes_no
-from bench.common import DOC, interrupt, local_cluster, log, timed, write_section
+from bench.common import DOC, log
 from bench.scheduler import (
     PROFILE_RATE,
     ClusterCpu,
     Profile,
     Profiler,
-    background_load,
     busy,
     create_namespaces,
     create_nodes,
@@ -60,6 +58,7 @@ from bench.scheduler import (
     metrics_url,
     profile_lines,
     request_counts,
+    run_benchmark,
 )
 from controller_manager.deployment import same_template
 from minik8s.api.v1 import types_pb2 as t
@@ -861,28 +860,7 @@ async def run(cluster: LocalCluster, report: Report) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)
-    report = Report(datetime.datetime.now(datetime.UTC),
-                    shlex.join(["python", "-m", "bench.controllers", *argv]), args)
-    try:
-        with timed(report):
-            report.background = background_load()
-            log(f"background load: {report.background:.2f} cores")
-            with local_cluster(args.keep_workdir, schedulers=3,
-                               controller_managers=3) as cluster:
-                log(f"cluster up: apiservers {cluster.servers}")
-                asyncio.run(run(cluster, report))
-    except KeyboardInterrupt:
-        log("interrupted; nothing written")
-        return 130
-    text = render(report)
-    print(text)
-    if not args.no_doc:
-        write_section(args.doc, "controllers", text)
-        log(f"wrote {args.doc}")
-    return 0
+    return run_benchmark("controllers", argv, parse_args, Report, lambda _args: {"schedulers": 3, "controller_managers": 3}, run, render)
 
 
 if __name__ == "__main__":

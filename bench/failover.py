@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import shlex
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,12 +34,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.api import machine, percentile, versions, yes_no
-from bench.common import DOC, interrupt, local_cluster, log, timed, write_section
+from bench.common import DOC, log
 from bench.scheduler import (
     LEASE_NAME,
     LEASE_NAMESPACE,
     add_lease_flags,
-    background_load,
     check_lease_flags,
     create_namespaces,
     create_nodes,
@@ -50,6 +47,7 @@ from bench.scheduler import (
     lease_flags,
     perf_pod,
     proc_of,
+    run_benchmark,
 )
 from minik8s import errors
 from minik8s.client import ApiClient, WatchEvent
@@ -354,28 +352,7 @@ async def run(cluster: LocalCluster, report: Report) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)
-    report = Report(datetime.datetime.now(datetime.UTC),
-                    shlex.join(["python", "-m", "bench.failover", *argv]), args)
-    try:
-        with timed(report):
-            report.background = background_load()
-            log(f"background load: {report.background:.2f} cores")
-            with local_cluster(args.keep_workdir, schedulers=3,
-                               scheduler_args=lease_flags(args)) as cluster:
-                log(f"cluster up: apiservers {cluster.servers}")
-                asyncio.run(run(cluster, report))
-    except KeyboardInterrupt:
-        log("interrupted; nothing written")
-        return 130
-    text = render(report)
-    print(text)
-    if not args.no_doc:
-        write_section(args.doc, "failover", text)
-        log(f"wrote {args.doc}")
-    return 0
+    return run_benchmark("failover", argv, parse_args, Report, lambda args: {"schedulers": 3, "scheduler_args": lease_flags(args)}, run, render)
 
 
 if __name__ == "__main__":

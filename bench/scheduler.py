@@ -36,9 +36,10 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.api import (
     cpu_seconds,
@@ -1048,29 +1049,40 @@ async def run(cluster: LocalCluster, report: Report, workdir: Path) -> None:
         await bench.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_benchmark(name: str, argv: Sequence[str] | None,
+                  parse_args: Callable[[list[str]], argparse.Namespace],
+                  new_report: Callable[..., Any], cluster_args: Callable[[Any], dict],
+                  run: Callable[[LocalCluster, Any], Awaitable[None]],
+                  render: Callable[[Any], str]) -> int:
+    """The main of a cluster benchmark: measure on a fresh cluster, print, write the doc."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, interrupt)
-    report = Report(datetime.datetime.now(datetime.UTC),
-                    shlex.join(["python", "-m", "bench.scheduler", *argv]), args)
+    report = new_report(datetime.datetime.now(datetime.UTC),
+                        shlex.join(["python", "-m", f"bench.{name}", *argv]), args)
     try:
         with timed(report):
             report.background = background_load()
             log(f"background load: {report.background:.2f} cores")
-            with local_cluster(args.keep_workdir, schedulers=3,
-                               scheduler_args=scheduler_args(args)) as cluster:
+            with local_cluster(args.keep_workdir, **cluster_args(args)) as cluster:
                 log(f"cluster up: apiservers {cluster.servers}")
-                asyncio.run(run(cluster, report, cluster.workdir))
+                asyncio.run(run(cluster, report))
     except KeyboardInterrupt:
         log("interrupted; nothing written")
         return 130
     text = render(report)
     print(text)
     if not args.no_doc:
-        write_section(args.doc, "scheduler", text)
+        write_section(args.doc, name, text)
         log(f"wrote {args.doc}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_benchmark(
+        "scheduler", argv, parse_args, Report,
+        lambda args: {"schedulers": 3, "scheduler_args": scheduler_args(args)},
+        lambda cluster, report: run(cluster, report, cluster.workdir), render)
 
 
 if __name__ == "__main__":
