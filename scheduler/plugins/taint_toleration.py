@@ -7,11 +7,12 @@ the better.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from minik8s.api.v1 import types_pb2
 
 from ..cache import NodeInfo, Taint
-from ..framework import SUCCESS, Code, Status, normalize_scores
+from ..framework import SKIP, SUCCESS, Code, Status, normalize_scores
 
 Toleration = tuple[str, str, str, str]  # (key, operator, value, effect)
 
@@ -52,7 +53,9 @@ class TaintToleration:
                               (f"node(s) had untolerated taint {{{taint[0]}: {taint[1]}}}",))
         return SUCCESS
 
-    def pre_score(self, pod: types_pb2.Pod, node_infos: Sequence[NodeInfo]) -> dict[str, int]:
+    def pre_score(self, pod: types_pb2.Pod, node_infos: Sequence[NodeInfo]) -> Any:
+        if not any(info.prefer_no_schedule_taints for info in node_infos):
+            return SKIP  # every node would score the same: no bearing on the choice
         tolerations = [t for t in tolerations_of(pod) if t[3] in ("", "PreferNoSchedule")]
         intolerable = {info.name: sum(not tolerates(tolerations, taint)
                                       for taint in info.prefer_no_schedule_taints)
