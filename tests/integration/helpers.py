@@ -156,3 +156,47 @@ class FakeKubelet:
     async def _remove(self, name: str) -> None:
         with contextlib.suppress(errors.NotFound):
             await self.client.delete("Pod", name, self.namespace, grace_period_seconds=0)
+
+
+class Watching:
+    """Follows one kind's objects in a namespace all the time, from a list on.
+
+    Subclasses keep their picture of the objects in apply(type, obj) and look
+    at it in check(), which runs once the listed objects are in and after every
+    change. Leaving the block fails if the watch ended early: part of what
+    happened would have gone unseen.
+    """
+
+    kind = "Pod"
+
+    def __init__(self, client: ApiClient, namespace: str) -> None:
+        self.client, self.namespace = client, namespace
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Any:
+        items, rv = await self.client.list(self.kind, self.namespace)
+        for obj in items:
+            self.apply("ADDED", obj)
+        self.check()
+        self._task = asyncio.create_task(self._watch(rv))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        if self._task.done():
+            raise AssertionError(f"the {self.kind} watch ended early") \
+                from self._task.exception()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self, rv: str) -> None:
+        async for ev in self.client.watch(self.kind, self.namespace, resource_version=rv):
+            if ev.type != "BOOKMARK":
+                self.apply(ev.type, ev.object)
+                self.check()
+
+    def apply(self, type_: str, obj: Any) -> None:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Look at the picture after a change (nothing by default)."""

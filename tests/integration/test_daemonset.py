@@ -1,7 +1,6 @@
 """The DaemonSet controller with a real scheduler; the test plays every node's kubelet."""
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +14,7 @@ from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
 from tests.integration.conftest import _start
-from tests.integration.helpers import FakeKubelet, eventually, ready_node
+from tests.integration.helpers import FakeKubelet, Watching, eventually, ready_node
 
 
 @pytest.fixture(scope="module")
@@ -58,33 +57,6 @@ def _live(pod: t.Pod) -> bool:
     return not pod.metadata.HasField("deletion_timestamp")
 
 
-class Watching:
-    """A task following the namespace's pods; subclasses say what to do with each event."""
-
-    def __init__(self, api: ApiClient, namespace: str) -> None:
-        self.api, self.namespace = api, namespace
-        self._task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Watching:
-        self._task = asyncio.create_task(self._watch())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        if self._task.done():  # then part of what happened went unseen
-            raise AssertionError("the pod watch ended early") from self._task.exception()
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _watch(self) -> None:
-        async for ev in self.api.watch("Pod", self.namespace):
-            if ev.type != "BOOKMARK":
-                await self.seen(ev.type, ev.object)
-
-    async def seen(self, type_: str, pod: t.Pod) -> None:
-        raise NotImplementedError
-
-
 class Observer(Watching):
     """Checks every observed state: never two pods on a node; counts nodes without a ready pod."""
 
@@ -96,11 +68,13 @@ class Observer(Watching):
         self.most_unavailable = 0
         self.seen_images: set[str] = set()
 
-    async def seen(self, type_: str, pod: t.Pod) -> None:
+    def apply(self, type_: str, pod: t.Pod) -> None:
         if type_ == "DELETED":
             self.pods.pop(pod.metadata.name, None)
         else:
             self.pods[pod.metadata.name] = pod
+
+    def check(self) -> None:
         per_node = Counter(p.spec.node_name for p in self.pods.values() if p.spec.node_name)
         self.doubled += [node for node, count in per_node.items() if count > 1]
         available = {p.spec.node_name for p in self.pods.values() if _live(p) and is_ready(p)}

@@ -5,11 +5,9 @@ kubelet (FakeKubelet) so that pods become Ready and go away when deleted.
 """
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
 from tests.integration.conftest import _start
-from tests.integration.helpers import FakeKubelet, eventually, ready_node
+from tests.integration.helpers import FakeKubelet, Watching, eventually, ready_node
 
 
 @pytest.fixture(scope="module")
@@ -48,42 +46,22 @@ async def ns(api: ApiClient) -> AsyncIterator[str]:
     await api.delete("Node", name)
 
 
-@dataclass
-class PodObserver:
+class PodObserver(Watching):
     """Watches a namespace's pods all along: after every change, how many are live
     (not terminating) per pod-template-hash, and how many live ones are Ready."""
 
-    client: ApiClient
-    namespace: str
-    live: dict[str, t.Pod] = field(default_factory=dict)
-    history: list[tuple[Counter[str], int]] = field(default_factory=list)
-    _task: asyncio.Task | None = None
+    def __init__(self, client: ApiClient, namespace: str) -> None:
+        super().__init__(client, namespace)
+        self.live: dict[str, t.Pod] = {}
+        self.history: list[tuple[Counter[str], int]] = []
 
-    async def __aenter__(self) -> PodObserver:
-        pods, rv = await self.client.list("Pod", self.namespace)
-        for pod in pods:
-            self._apply("ADDED", pod)
-        self._record()
-        self._task = asyncio.create_task(self._watch(rv))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    async def _watch(self, rv: str) -> None:
-        async for ev in self.client.watch("Pod", self.namespace, resource_version=rv):
-            if ev.type != "BOOKMARK":
-                self._apply(ev.type, ev.object)
-                self._record()
-
-    def _apply(self, type_: str, pod: t.Pod) -> None:
+    def apply(self, type_: str, pod: t.Pod) -> None:
         if type_ == "DELETED" or pod.metadata.HasField("deletion_timestamp"):
             self.live.pop(pod.metadata.name, None)
         else:
             self.live[pod.metadata.name] = pod
 
-    def _record(self) -> None:
+    def check(self) -> None:
         by_hash = Counter(p.metadata.labels[HASH_LABEL] for p in self.live.values())
         self.history.append((by_hash, sum(1 for p in self.live.values() if is_ready(p))))
 
@@ -96,37 +74,23 @@ class PodObserver:
         return min(ready for _, ready in self.history)
 
 
-@dataclass
-class ReplicaSetObserver:
+class ReplicaSetObserver(Watching):
     """Watches a namespace's ReplicaSets: the most spec.replicas they ever had in all."""
 
-    client: ApiClient
-    namespace: str
-    sizes: dict[str, int] = field(default_factory=dict)
-    most: int = 0
-    _task: asyncio.Task | None = None
+    kind = "ReplicaSet"
 
-    async def __aenter__(self) -> ReplicaSetObserver:
-        replicasets, rv = await self.client.list("ReplicaSet", self.namespace)
-        for rs in replicasets:
-            self._apply("ADDED", rs)
-        self._task = asyncio.create_task(self._watch(rv))
-        return self
+    def __init__(self, client: ApiClient, namespace: str) -> None:
+        super().__init__(client, namespace)
+        self.sizes: dict[str, int] = {}
+        self.most = 0
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    async def _watch(self, rv: str) -> None:
-        async for ev in self.client.watch("ReplicaSet", self.namespace, resource_version=rv):
-            if ev.type != "BOOKMARK":
-                self._apply(ev.type, ev.object)
-
-    def _apply(self, type_: str, rs: t.ReplicaSet) -> None:
+    def apply(self, type_: str, rs: t.ReplicaSet) -> None:
         if type_ == "DELETED":
             self.sizes.pop(rs.metadata.name, None)
         else:
             self.sizes[rs.metadata.name] = rs.spec.replicas
+
+    def check(self) -> None:
         self.most = max(self.most, sum(self.sizes.values()))
 
 

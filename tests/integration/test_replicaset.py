@@ -1,7 +1,6 @@
 """The ReplicaSet controller, and exact counts while controller-manager leaders die."""
 from __future__ import annotations
 
-import asyncio
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +13,7 @@ from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
 from tests.integration.conftest import _start
-from tests.integration.helpers import eventually, leader_process, pod, replica_set, scrape
+from tests.integration.helpers import Watching, eventually, leader_process, pod, replica_set, scrape
 
 
 @pytest.fixture(scope="module")
@@ -37,33 +36,22 @@ async def ns(api: ApiClient) -> str:
     return name
 
 
-class Observer:
+class Observer(Watching):
     """Watches a namespace's live pods all the time and remembers the most it ever saw."""
 
     def __init__(self, client: ApiClient, namespace: str) -> None:
-        self.client, self.namespace = client, namespace
+        super().__init__(client, namespace)
         self.live: set[str] = set()
         self.most = 0
-        self._task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> Observer:
-        self._task = asyncio.create_task(self._watch())
-        return self
+    def apply(self, type_: str, pod: t.Pod) -> None:
+        if type_ == "DELETED" or pod.metadata.HasField("deletion_timestamp"):
+            self.live.discard(pod.metadata.name)
+        else:
+            self.live.add(pod.metadata.name)
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    async def _watch(self) -> None:
-        async for ev in self.client.watch("Pod", self.namespace):
-            if ev.type == "BOOKMARK":
-                continue
-            name = ev.object.metadata.name
-            if ev.type == "DELETED" or ev.object.metadata.HasField("deletion_timestamp"):
-                self.live.discard(name)
-            else:
-                self.live.add(name)
-            self.most = max(self.most, len(self.live))
+    def check(self) -> None:
+        self.most = max(self.most, len(self.live))
 
 
 async def scale(client: ApiClient, namespace: str, name: str, replicas: int) -> None:
