@@ -27,11 +27,6 @@ class AllocationRace(errors.Conflict):
     """A value we picked was taken meanwhile; pick again."""
 
 
-def dns_service_ip(cidr: ipaddress.IPv4Network) -> str:
-    """The address reserved for the cluster DNS Service: the 10th of the range."""
-    return str(cidr.network_address + 10)
-
-
 class ServiceAllocator:
     def __init__(self, cidr: ipaddress.IPv4Network,
                  in_use: Callable[[], Iterable[t.Service]]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -78,9 +77,6 @@ class Controller:
 
     def enqueue(self, obj: Message) -> None:
         self.queue.add(kinds.object_key(obj))
-
-    def enqueue_key(self, key: str) -> Callable[..., None]:
-        return lambda *_: self.queue.add(key)
 
     async def reconcile(self, key: str) -> None:
         raise NotImplementedError

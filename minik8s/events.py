@@ -17,12 +17,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
+from prometheus_client import Counter
 
 from minik8s import errors, kinds
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 
 log = logging.getLogger("minik8s.events")
+
+DROPPED = Counter("events_dropped_total", "events not recorded because too many were pending",
+                  ["component"])
 
 MAX_REMEMBERED = 4096  # events kept for folding repeats into; older ones start anew
 
@@ -57,7 +61,7 @@ class EventRecorder:
         self._pending: asyncio.Queue[tuple[_Key, t.ObjectReference]] = asyncio.Queue(max_pending)
         self._seen: OrderedDict[_Key, t.Event] = OrderedDict()  # the most recent, for folding
         self._workers = workers
-        self.dropped = 0
+        self._dropped = DROPPED.labels(component)
 
     def record(self, obj: Message, type_: str, reason: str, message: str) -> None:
         """Queue an event about obj; never blocks."""
@@ -66,7 +70,7 @@ class EventRecorder:
         try:
             self._pending.put_nowait((key, ref))
         except asyncio.QueueFull:
-            self.dropped += 1
+            self._dropped.inc()
 
     async def run(self) -> None:
         await asyncio.gather(*(self._work() for _ in range(self._workers)))
