@@ -123,8 +123,8 @@ class KindCache:
         self._progress_seen = 0    # last progress revision, trusted once another follows
         self._watchers: set[Watcher] = set()
         self._queue_limit = watcher_queue_limit
-        self._advanced = asyncio.Condition()
-        self._waiting = 0
+        # clients waiting for the cache to reach a revision: (revision, future)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.synced = asyncio.Event()
         self._stream = None
         self._sent = EVENTS_SENT.labels(kind.name)
@@ -155,7 +155,8 @@ class KindCache:
         self.objects = {kv.key.decode(): decode(self.kind, kv.value, kv.mod_revision)
                         for kv in resp.kvs}
         self.ring.clear()
-        self._oldest = self.revision = resp.header.revision
+        self._oldest = resp.header.revision
+        self._advance(resp.header.revision)
         self.synced.set()
         log.info("%s: cached %d objects at revision %d", self.kind.plural, len(self.objects),
                  self.revision)
@@ -171,6 +172,7 @@ class KindCache:
 
     async def _follow(self) -> None:
         stream = self.etcd.open_watch(kinds.prefix(self.kind).encode(), self.revision + 1)
+        self._progress_seen = 0  # progress of an earlier stream says nothing about this one
         await stream.start()
         self._stream = stream
         ETCD_WATCHES.inc()
@@ -216,13 +218,18 @@ class KindCache:
         self._advance(trusted)
 
     def _advance(self, revision: int) -> None:
-        if revision > self.revision:
-            self.revision = revision
-            asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._advanced:
-            self._advanced.notify_all()
+        """Everything up to revision has been seen: release the clients waiting for it."""
+        if revision <= self.revision:
+            return
+        self.revision = revision
+        still = []
+        for wanted, fut in self._waiters:
+            if wanted <= revision:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((wanted, fut))
+        self._waiters = still
 
     async def request_progress(self) -> None:
         if self._stream is not None:
@@ -233,7 +240,7 @@ class KindCache:
         """Ask etcd for progress: often while a client waits, else every interval."""
         while True:
             await self.request_progress()
-            await asyncio.sleep(0.02 if self._waiting else interval)
+            await asyncio.sleep(0.02 if self._waiters else interval)
 
     # ------------------------------------------------------------ client side
 
@@ -253,17 +260,16 @@ class KindCache:
         await asyncio.wait_for(self.synced.wait(), timeout)
         if self.revision >= revision:
             return
-        self._waiting += 1
+        reached = asyncio.get_running_loop().create_future()
+        self._waiters.append((revision, reached))
         try:
-            async with self._advanced:
-                await asyncio.wait_for(
-                    self._advanced.wait_for(lambda: self.revision >= revision), timeout)
+            await asyncio.wait_for(reached, timeout)
         except TimeoutError:
             raise errors.Unavailable(
                 f"resource version {revision} is ahead of this apiserver's cache "
                 f"(at {self.revision}); try again") from None
         finally:
-            self._waiting -= 1
+            self._waiters = [(r, f) for r, f in self._waiters if f is not reached]
 
     async def watch(self, matches: Callable[[Message], bool], revision: int | None,
                     bookmarks: bool, wait_timeout: float = 10.0) -> AsyncIterator[Event]:
