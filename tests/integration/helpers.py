@@ -89,12 +89,16 @@ def replica_set(name: str, namespace: str, replicas: int) -> t.ReplicaSet:
 
 
 async def leader_process(cluster, client, role: str = "controller-manager") -> tuple[str, str]:
-    """(identity, process name) of the leader of a component (its lease kube-<role>)."""
-    async def holder() -> str:
-        return (await client.get("Lease", f"kube-{role}", "kube-system")).spec.holder_identity
-    identity = await eventually(holder)
-    pid = int(identity.split("_")[-2])  # identities are host_pid_random
-    return identity, next(p.name for p in cluster.role(role) if p.pid == pid)
+    """(identity, process name) of the current leader of a component (lease kube-<role>)."""
+    async def holder() -> tuple[str, str] | None:
+        identity = (await client.get("Lease", f"kube-{role}", "kube-system")).spec.holder_identity
+        if not identity:
+            return None
+        pid = int(identity.split("_")[-2])  # identities are host_pid_random
+        # None while the holder is a process that just exited (its lease not yet taken over)
+        return next(((identity, p.name) for p in cluster.role(role) if p.pid == pid and p.alive),
+                    None)
+    return await eventually(holder)
 
 
 class FakeKubelet:

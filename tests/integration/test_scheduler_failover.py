@@ -13,7 +13,7 @@ import pytest
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from tests.integration.conftest import _start
-from tests.integration.helpers import eventually, pod, ready_node, scrape
+from tests.integration.helpers import eventually, leader_process, pod, ready_node, scrape
 
 LEASE = "kube-scheduler"
 
@@ -54,12 +54,6 @@ async def leader(client: ApiClient) -> str:
     return (await client.get("Lease", LEASE, "kube-system")).spec.holder_identity
 
 
-def process_of(cluster: LocalCluster, identity: str) -> str:
-    """The scheduler process holding an identity (host_pid_random)."""
-    pid = int(identity.split("_")[-2])
-    return next(p.name for p in cluster.role("scheduler") if p.pid == pid)
-
-
 async def all_bound(client: ApiClient, count: int, timeout: float = 60) -> dict[str, str]:
     async def check() -> dict[str, str] | None:
         pods = (await client.list("Pod", "default"))[0]
@@ -83,15 +77,14 @@ async def test_leader_killed_during_a_burst(cluster3: LocalCluster) -> None:
     async with ApiClient(cluster3.servers) as client:
         for i in range(3):
             await ready_node(client, f"n{i}", pods="200")
-        await eventually(lambda: leader(client))
-        first = await leader(client)
-        killed_at = 0.0
+        first, killed_at = "", 0.0
 
         async def create(i: int) -> None:
-            nonlocal killed_at
+            nonlocal first, killed_at
             await client.create(pod(f"p{i}", "default"))
             if i == 100:
-                cluster3.kill(process_of(cluster3, first))
+                first, name = await leader_process(cluster3, client, "scheduler")
+                cluster3.kill(name)
                 killed_at = time.monotonic()
 
         for start in range(0, 300, 20):
@@ -115,13 +108,12 @@ async def test_paused_leader_is_fenced_and_exits(cluster3: LocalCluster) -> None
     async with ApiClient(cluster3.servers) as client:
         for i in range(2):
             await ready_node(client, f"n{i}")
-        await eventually(lambda: leader(client))
-        old = await leader(client)
         for i in range(5):
             await client.create(pod(f"before-{i}", "default"))
         await all_bound(client, 5)
-        name = process_of(cluster3, old)
+        old, name = await leader_process(cluster3, client, "scheduler")
         old_pid = cluster3.procs[name].pid
+        before = accepted_binds(cluster3)[old]
 
         cluster3.signal(name, signal.SIGSTOP)
         try:
@@ -140,6 +132,7 @@ async def test_paused_leader_is_fenced_and_exits(cluster3: LocalCluster) -> None
         log = cluster3.log_path(name).read_text()
         assert "lost lease" in log or "bind refused" in log
         binds = accepted_binds(cluster3)
-        assert binds[old] == 5 and binds[new] == 5, binds
-        assert sum(binds.values()) == 10
+        assert binds[old] == before, binds        # nothing of the paused leader's landed
+        assert binds[new] >= 1, binds             # the successor bound the new pods
+        assert sum(binds.values()) == 10          # and every pod was bound exactly once
         assert unfenced_binds(cluster3) == 0
