@@ -65,6 +65,13 @@ async def ready_node(client, name: str, cpu: str = "4", memory: str = "8Gi", pod
     return await retry_on_conflict(report)
 
 
+def apiserver_samples(cluster, metric: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of a metric, over all the cluster's apiservers."""
+    return [(labels, value) for proc in cluster.role("apiserver")
+            for name, labels, value in scrape(f"http://{cluster.host}:{proc.ports['http']}/metrics")
+            if name == metric]
+
+
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
     """(name, labels, value) of every sample a /metrics endpoint serves."""
     import urllib.request

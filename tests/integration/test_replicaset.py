@@ -13,7 +13,14 @@ from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
 from tests.integration.conftest import _start
-from tests.integration.helpers import Watching, eventually, leader_process, pod, replica_set, scrape
+from tests.integration.helpers import (
+    Watching,
+    apiserver_samples,
+    eventually,
+    leader_process,
+    pod,
+    replica_set,
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +126,7 @@ async def test_leader_paused_past_its_lease_while_scaling(cm_cluster: LocalClust
         await eventually(lambda: cm_cluster.procs[name].pid != old_pid, timeout=20)
         await settled_at(api, obs, ns, 50)
         assert obs.most == 50
-    refused = 0
-    for proc in cm_cluster.role("apiserver"):
-        for metric, labels, value in scrape(
-                f"http://{cm_cluster.host}:{proc.ports['http']}/metrics"):
-            if metric == "apiserver_fenced_writes_total" and labels["holder"] == identity \
-                    and labels["result"] == "rejected":
-                refused += int(value)
+    refused = sum(int(value) for labels, value in
+                  apiserver_samples(cm_cluster, "apiserver_fenced_writes_total")
+                  if labels["holder"] == identity and labels["result"] == "rejected")
     print(f"writes of the paused leader refused after it woke: {refused}")

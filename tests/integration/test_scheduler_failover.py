@@ -13,7 +13,13 @@ import pytest
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from tests.integration.conftest import _start
-from tests.integration.helpers import eventually, leader_process, pod, ready_node, scrape
+from tests.integration.helpers import (
+    apiserver_samples,
+    eventually,
+    leader_process,
+    pod,
+    ready_node,
+)
 
 LEASE = "kube-scheduler"
 
@@ -27,27 +33,18 @@ def cluster3(tmp_path: Path) -> Iterator[LocalCluster]:
 
 def accepted_binds(cluster: LocalCluster) -> Counter[str]:
     """Binds etcd accepted, by the lease holder whose token they carried (all apiservers)."""
-    return _fenced(cluster, "accepted")
-
-
-def _fenced(cluster: LocalCluster, result: str) -> Counter[str]:
     counts: Counter[str] = Counter()
-    for proc in cluster.role("apiserver"):
-        for name, labels, value in scrape(f"http://{cluster.host}:{proc.ports['http']}/metrics"):
-            if name == "apiserver_fenced_writes_total" and labels["verb"] == "bind" \
-                    and labels["result"] == result:
-                counts[labels["holder"]] += int(value)
+    for labels, value in apiserver_samples(cluster, "apiserver_fenced_writes_total"):
+        if labels["verb"] == "bind" and labels["result"] == "accepted":
+            counts[labels["holder"]] += int(value)
     return counts
 
 
 def unfenced_binds(cluster: LocalCluster) -> int:
-    total = 0
-    for proc in cluster.role("apiserver"):
-        for name, labels, value in scrape(f"http://{cluster.host}:{proc.ports['http']}/metrics"):
-            if name == "apiserver_request_total" and labels["verb"] == "bind" \
-                    and labels["code"] == "OK":
-                total += int(value)
-    return total - sum(accepted_binds(cluster).values())
+    answered = sum(int(value) for labels, value in
+                   apiserver_samples(cluster, "apiserver_request_total")
+                   if labels["verb"] == "bind" and labels["code"] == "OK")
+    return answered - sum(accepted_binds(cluster).values())
 
 
 async def leader(client: ApiClient) -> str:
