@@ -22,6 +22,7 @@ from minik8s import errors, kinds, manifest, selectors, validation
 from minik8s.api.v1 import apiserver_pb2 as api
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.kinds import Kind
+from minik8s.retry import retry_on_conflict
 
 _ALLOCATION_ATTEMPTS = 8
 _PROPAGATION = ("", "Background", "Foreground", "Orphan")
@@ -237,6 +238,13 @@ class Registry:
         if req.propagation_policy not in _PROPAGATION:
             raise errors.Invalid("propagationPolicy: must be one of Background, Foreground, "
                                  "Orphan")
+        if req.resource_version:
+            return await self._delete_once(kind, req, fence)
+        # Without a precondition the caller wants it gone whatever it holds
+        # now: a concurrent change (a controller's status write) is read again.
+        return await retry_on_conflict(lambda: self._delete_once(kind, req, fence))
+
+    async def _delete_once(self, kind: Kind, req: api.DeleteRequest, fence: Extras) -> Message:
         namespace = _namespace_of(kind, req.namespace)
         obj = await self.storage.get(kind, namespace, req.name)
         if req.resource_version and req.resource_version != obj.metadata.resource_version:

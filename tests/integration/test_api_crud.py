@@ -1,6 +1,7 @@
 """CRUD for every kind through the real apiservers, and the error codes."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from minik8s import errors, kinds
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
+from tests.integration.helpers import eventually
 
 LABELS = {"app": "web"}
 TEMPLATE = t.PodTemplateSpec(
@@ -114,6 +116,57 @@ async def test_update_status_changes_only_status(client: ApiClient, namespace: s
     stored = await client.update(stored)
     assert stored.status.replicas == 2 and stored.spec.replicas == 3
     assert stored.metadata.generation == 2
+
+
+async def delete_while_writing(client: ApiClient, namespace: str, name: str) -> None:
+    """Delete a Deployment while four writers keep updating its status."""
+    dep = sample("Deployment", name)
+    dep.metadata.namespace = namespace
+    await client.create(dep)
+    writes = 0
+
+    async def keep_writing() -> None:
+        nonlocal writes
+        while True:
+            try:
+                current = await client.get("Deployment", name, namespace)
+                current.status.observed_generation += 1
+                await client.update_status(current)
+                writes += 1
+            except errors.Conflict:
+                pass
+            except errors.NotFound:
+                return
+
+    writers = [asyncio.create_task(keep_writing()) for _ in range(4)]
+    try:
+        await eventually(lambda: writes >= 5, interval=0.005)
+        await client.delete("Deployment", name, namespace)
+    finally:
+        await asyncio.wait_for(asyncio.gather(*writers), 10)
+
+
+async def test_delete_wins_over_concurrent_status_writes(client: ApiClient,
+                                                         namespace: str) -> None:
+    """Without a resourceVersion precondition a delete succeeds even while
+    controllers keep writing the object's status."""
+    for round_ in range(10):
+        await delete_while_writing(client, namespace, f"busy-{round_}")
+        with pytest.raises(errors.NotFound):
+            await client.get("Deployment", f"busy-{round_}", namespace)
+
+
+async def test_delete_with_a_stale_precondition_conflicts(client: ApiClient,
+                                                          namespace: str) -> None:
+    dep = sample("Deployment", "kept")
+    dep.metadata.namespace = namespace
+    created = await client.create(dep)
+    created.status.observed_generation = 1
+    await client.update_status(created)
+    with pytest.raises(errors.Conflict, match="precondition"):
+        await client.delete("Deployment", "kept", namespace,
+                            resource_version=created.metadata.resource_version)
+    assert (await client.get("Deployment", "kept", namespace)).metadata.name == "kept"
 
 
 async def test_namespace_must_exist(client: ApiClient) -> None:
