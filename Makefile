@@ -4,11 +4,16 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 WORKDIR ?= .work/cluster
 
-.PHONY: up down test unit integration lint bench proto proto-check venv
+.PHONY: up down images test unit integration lint bench proto proto-check venv
 
 up: venv
 	scripts/install-deps.sh
+	scripts/start-docker.sh
+	scripts/build-images.sh
 	scripts/up.sh $(WORKDIR)
+
+images:
+	scripts/start-docker.sh && scripts/build-images.sh
 
 down:
 	@if [ -f $(WORKDIR)/cluster.json ]; then $(BIN)/minik8s local-up --down --workdir $(WORKDIR); fi

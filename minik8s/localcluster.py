@@ -1,14 +1,19 @@
-"""A local cluster of real processes: etcd members, apiservers, schedulers.
+"""A local cluster of real processes: etcd members, apiservers, schedulers,
+controller-managers and kubelets.
 
 `minik8s local-up` and the integration tests both use this. Everything it
 starts is recorded in <workdir>/cluster.json (names, PIDs, ports), so
-`local-up --down` stops exactly those processes and nothing else. Leader-
+`local-up --down` stops exactly those processes and nothing else. The
+kubelets share the host's Docker engine: their pods sit on one Docker network
+named after the cluster, and every container carries the cluster's name as a
+label, so stopping the cluster removes exactly its own containers. Leader-
 elected components exit when they lose their lease; the supervisor (a thread
 of whoever runs the cluster) starts them again, as a real supervisor would.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -24,12 +29,12 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from minik8s import config
+from minik8s import config, netcheck, podnet
 
 STATE_FILE = "cluster.json"
 DAEMON = [sys.executable, "-m", "minik8s.cli.daemons"]
 # stop order: clients of the API first, etcd last
-ROLES = ("scheduler", "controller-manager", "apiserver", "etcd")
+ROLES = ("kubelet", "scheduler", "controller-manager", "apiserver", "etcd")
 
 
 class ClusterError(Exception):
@@ -89,11 +94,15 @@ class LocalCluster:
     masters: int = 3
     schedulers: int = 0
     controller_managers: int = 0
+    nodes: int = 0
     host: str = "127.0.0.1"
     service_cidr: str = "10.96.0.0/16"
+    cluster_cidr: str = ""   # empty: a free 10.x.0.0/16 from 10.244 on
+    name: str = ""           # empty: derived from workdir
     apiserver_args: list[str] = field(default_factory=list)
     scheduler_args: list[str] = field(default_factory=list)
     controller_manager_args: list[str] = field(default_factory=list)
+    kubelet_args: list[str] = field(default_factory=list)
     procs: dict[str, Proc] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -115,8 +124,20 @@ class LocalCluster:
         for i in range(self.schedulers):
             self._add(self._component(f"scheduler-{i}", "scheduler", self.scheduler_args))
         for i in range(self.controller_managers):
-            self._add(self._component(f"controller-manager-{i}", "controller-manager",
-                                      self.controller_manager_args))
+            self._add(self._component(f"controller-manager-{i}", "controller-manager", [
+                "--cluster-cidr", self.cluster_cidr, *self.controller_manager_args]))
+        for i in range(self.nodes):
+            self._add(self._kubelet(f"node-{i}"))
+
+    def _kubelet(self, node: str) -> Proc:
+        port, http = free_port(), free_port()
+        return Proc(node, "kubelet", [
+            *DAEMON, "kubelet", "--node-name", node, "--server", ",".join(self.servers),
+            "--cluster-name", self.name, "--pod-network", self.name,
+            "--cluster-cidr", self.cluster_cidr, "--node-ip", self.host,
+            "--bind-address", self.host, "--port", str(port), "--http-port", str(http),
+            "--root-dir", str(self.workdir / "kubelet" / node), *self.kubelet_args,
+        ], {"grpc": port, "http": http}, supervised=True)
 
     def _plan_etcd(self) -> None:
         peers = {f"etcd-{i}": free_port() for i in range(self.masters)}
@@ -166,7 +187,17 @@ class LocalCluster:
         if shutil.which("etcd") is None:
             raise ClusterError("etcd is not installed (apt-get install etcd-server etcd-client)")
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.name = self.name or cluster_name(self.workdir)
+        self.cluster_cidr = self.cluster_cidr or (podnet.free_cluster_cidr() if self.nodes
+                                                  else "10.244.0.0/16")
+        try:
+            netcheck.check_cidr(self.service_cidr, "service CIDR")
+            netcheck.check_cidr(self.cluster_cidr, "cluster CIDR")
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from None
         self._plan()
+        if self.nodes:
+            podnet.create(self.name, self.cluster_cidr)
         for proc in self.procs.values():
             self._spawn(proc)
         self.save()
@@ -268,6 +299,8 @@ class LocalCluster:
             for proc in group:
                 if not self._reap(proc.name, grace):
                     self.kill(proc.name)
+        if self.name:
+            podnet.remove(self.name)
 
     def run_until_signalled(self) -> None:
         """Supervise in the foreground until SIGINT or SIGTERM, then stop everything."""
@@ -281,7 +314,7 @@ class LocalCluster:
     # ------------------------------------------------------------ state file
 
     def save(self) -> None:
-        state = {"host": self.host, "supervisor": os.getpid(),
+        state = {"host": self.host, "name": self.name, "supervisor": os.getpid(),
                  "procs": [asdict(p) for p in self.procs.values()]}
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
@@ -292,7 +325,7 @@ class LocalCluster:
             state = json.loads((workdir / STATE_FILE).read_text())
         except FileNotFoundError:
             raise ClusterError(f"no cluster in {workdir} (no {STATE_FILE})") from None
-        cluster = cls(workdir=workdir, host=state["host"])
+        cluster = cls(workdir=workdir, host=state["host"], name=state.get("name", ""))
         for p in state["procs"]:
             proc = Proc(**p)
             # only a PID still running the command we started is ours to stop
@@ -300,6 +333,11 @@ class LocalCluster:
                 proc.pid = 0
             cluster.procs[proc.name] = proc
         return cluster, state.get("supervisor", 0)
+
+
+def cluster_name(workdir: Path) -> str:
+    """A name unique to the cluster in workdir: it labels the cluster's containers."""
+    return "minik8s-" + hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:10]
 
 
 def _runs(pid: int, argv: list[str]) -> bool:

@@ -9,11 +9,15 @@ declare -A want=(
   [dockerd]=docker.io
   [iptables]=iptables
   [ip]=iproute2
+  [gcc]=gcc
+  [busybox]=busybox-static
 )
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
+# images/pause is linked statically: it needs libc.a (libc6-dev), which gcc only recommends.
+[ -e "$(gcc -print-file-name=libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

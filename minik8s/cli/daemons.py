@@ -129,10 +129,64 @@ def controller_manager(log_level: str, cluster_cidr: str, node_monitor_grace_per
     sys.exit(asyncio.run(run_component(options, setup(controllers, options.election.identity))))
 
 
+@main.command()
+@click.option("--node-name", required=True, help="the Node this kubelet runs")
+@click.option("--server", default=None,
+              help="apiservers host:port,... (default: MINIK8S_SERVERS or config)")
+@click.option("--cluster-name", default="minik8s",
+              help="labels this cluster's containers (several may share one engine)")
+@click.option("--pod-network", default="minik8s", help="Docker network the pods join")
+@click.option("--cluster-cidr", default="10.244.0.0/16",
+              help="subnet of the pod network, if the kubelet must create it")
+@click.option("--node-ip", default="127.0.0.1", help="the node's InternalIP; hostPorts bind it")
+@click.option("--bind-address", default="127.0.0.1", help="address of the kubelet API")
+@click.option("--port", default=10250, help="kubelet gRPC API port (0: pick one)")
+@click.option("--http-port", default=10248, help="/healthz, /readyz and /metrics (0: pick one)")
+@click.option("--pod-infra-container-image", default="minik8s/pause:3.9",
+              help="image of the container holding each pod's network namespace")
+@click.option("--root-dir", default="/var/lib/minik8s/kubelet", type=click.Path(path_type=Path),
+              help="where pod volumes live")
+@click.option("--cpu", default="", help="cpu capacity to report (default: the machine's)")
+@click.option("--memory", default="", help="memory capacity to report (default: the machine's)")
+@click.option("--max-pods", default=110)
+@click.option("--node-labels", default="", help="extra node labels, key=value,...")
+@click.option("--crash-loop-backoff-initial", default=10.0,
+              help="seconds before the second restart of a failing container")
+@click.option("--crash-loop-backoff-max", default=300.0, help="cap of the restart back-off")
+@click.option("--node-status-update-frequency", default=10.0, help="seconds between reports")
+@click.option("--log-level", default="INFO")
+def kubelet(log_level: str, server: str | None, node_labels: str, **opts: object) -> None:
+    """Run this node's pods as Docker containers."""
+    from kubelet.kubelet import Kubelet, KubeletOptions
+
+    serving.setup_logging(f"kubelet/{opts['node_name']}", log_level)
+    try:
+        options = KubeletOptions(
+            servers=config.servers(server), node_labels=_key_values(node_labels),
+            node_name=opts.pop("node_name"), cluster=opts.pop("cluster_name"),
+            network=opts.pop("pod_network"), pause_image=opts.pop("pod_infra_container_image"),
+            crash_backoff_initial=opts.pop("crash_loop_backoff_initial"),
+            crash_backoff_max=opts.pop("crash_loop_backoff_max"),
+            status_interval=opts.pop("node_status_update_frequency"), **opts)
+    except config.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(asyncio.run(Kubelet(options).run()))
+
+
+def _key_values(text: str) -> dict[str, str]:
+    pairs = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected key=value", param_hint="--node-labels")
+        pairs[key] = value
+    return pairs
+
+
 @main.command("local-up")
 @click.option("--masters", default=3,
               help="etcd members, apiservers, schedulers and controller-managers")
-@click.option("--nodes", default=0, help="worker nodes (kubelets), when available")
+@click.option("--nodes", default=2, help="worker nodes (kubelets, on the host's Docker engine)")
 @click.option("--workdir", default=".work/cluster", type=click.Path(path_type=Path))
 @click.option("--service-cidr", default="10.96.0.0/16")
 @click.option("--detach", is_flag=True, help="start in the background and return")
@@ -145,16 +199,15 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
         if down:
             _down(workdir)
             return
-        if nodes:
-            raise click.UsageError("--nodes needs the kubelet, which this version lacks")
         workdir.mkdir(parents=True, exist_ok=True)
         if detach:
-            _detach(workdir, masters, service_cidr)
+            _detach(workdir, masters, nodes, service_cidr)
             return
         cluster = LocalCluster(workdir=workdir, masters=masters, schedulers=masters,
-                               controller_managers=masters, service_cidr=service_cidr)
+                               controller_managers=masters, nodes=nodes,
+                               service_cidr=service_cidr)
         click.echo(f"starting {masters} etcd members, apiservers, schedulers and "
-                   f"controller-managers in {workdir}")
+                   f"controller-managers, and {nodes} kubelets, in {workdir}")
         try:
             cluster.start()
         except BaseException:
@@ -169,14 +222,14 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
     click.echo("stopped")
 
 
-def _detach(workdir: Path, masters: int, service_cidr: str) -> None:
+def _detach(workdir: Path, masters: int, nodes: int, service_cidr: str) -> None:
     """Run local-up in the background (it supervises the cluster); wait until it is up."""
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     log_path = workdir / "logs" / "local-up.log"
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "minik8s.cli.daemons", "local-up", "--workdir", str(workdir),
-             "--masters", str(masters), "--service-cidr", service_cidr],
+             "--masters", str(masters), "--nodes", str(nodes), "--service-cidr", service_cidr],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     deadline = time.monotonic() + 120

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import docker
+import docker.errors
+import requests.exceptions
 import yaml
 from google.protobuf.message import Message
 
@@ -23,9 +28,11 @@ from minik8s import config, errors, kinds, manifest
 from minik8s.cli import printers
 from minik8s.client import ApiClient
 from minik8s.kinds import Kind
+from minik8s.kubeletclient import KubeletClient, KubeletError
 
 DEFAULT_NAMESPACE = "default"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+IMAGE_CHUNK = 1024 * 1024
 STDIN = "STDIN"
 OUTPUTS = ("wide", "yaml", "json", "name")
 CASCADES = {"background": "Background", "orphan": "Orphan", "foreground": "Foreground"}
@@ -86,7 +93,7 @@ def run(work: Work) -> None:
         status = asyncio.run(_with_client(servers, settings.namespace or DEFAULT_NAMESPACE, work))
     except KeyboardInterrupt:
         status = 0
-    except (config.ConfigError, CliError) as exc:
+    except (config.ConfigError, CliError, KubeletError) as exc:
         fail(f"error: {exc}")
         status = 1
     except errors.Unavailable as exc:
@@ -409,6 +416,147 @@ async def _delete(client: ApiClient, targets: list[tuple[Kind, str, str]],
             continue
         click.echo(f'{printers.qualified_kind(kind)} "{name}" deleted')
     return status
+
+
+# ---------------------------------------------------------------- logs, exec (through the kubelet)
+
+@main.command()
+@click.argument("pod")
+@click.option("-c", "--container", default="", help="container name (default: the pod's only one)")
+@click.option("-f", "--follow", is_flag=True, help="keep printing what the container writes")
+@click.option("--tail", type=int, default=-1, show_default=True,
+              help="print only the last N lines; -1: all")
+@click.option("-p", "--previous", is_flag=True,
+              help="the log of the container's previous, terminated instance")
+@click.option("--timestamps", is_flag=True, help="prefix every line with its time")
+@api_options
+def logs(pod: str, container: str, follow: bool, tail: int, previous: bool,
+         timestamps: bool) -> None:
+    """Print the log of a container in a pod."""
+    options = {"container": container, "follow": follow, "tail_lines": tail,
+               "previous": previous, "timestamps": timestamps}
+    run(lambda client, ns: _logs(client, ns, pod, options))
+
+
+async def _logs(client: ApiClient, namespace: str, pod: str, options: dict[str, Any]) -> int:
+    out = sys.stdout.buffer
+    async with await KubeletClient.for_pod(client, namespace, pod) as kubelet:
+        try:
+            async for data in kubelet.logs(namespace, pod, **options):
+                out.write(data)
+                out.flush()
+        except BrokenPipeError:  # the reader went away (| head): stop quietly
+            _discard_stdout()
+    return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the exit-time flush does not fail on a closed pipe."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@main.command("exec")
+@click.argument("pod")
+@click.argument("command", nargs=-1, required=True)
+@click.option("-c", "--container", default="", help="container name (default: the pod's only one)")
+@api_options
+def exec_(pod: str, command: tuple[str, ...], container: str) -> None:
+    """Run a command in a container: minictl exec POD -- CMD ARGS...
+
+    Exits with the command's exit status.
+    """
+    run(lambda client, ns: _exec(client, ns, pod, container, command))
+
+
+async def _exec(client: ApiClient, namespace: str, pod: str, container: str,
+                command: tuple[str, ...]) -> int:
+    async with await KubeletClient.for_pod(client, namespace, pod) as kubelet:
+        result = await kubelet.exec(namespace, pod, command, container)
+    for stream, data in ((sys.stdout, result.stdout), (sys.stderr, result.stderr)):
+        stream.buffer.write(data)
+        stream.buffer.flush()
+    return result.exit_code
+
+
+# ---------------------------------------------------------------- image
+
+@main.group()
+def image() -> None:
+    """Manage images on the cluster's nodes."""
+
+
+@image.command("load")
+@click.argument("images", nargs=-1)
+@click.option("--file", "archive", type=click.Path(exists=True, dir_okay=False),
+              help="a `docker save` archive to load (as well as any IMAGE)")
+@api_options
+def image_load(images: tuple[str, ...], archive: str | None) -> None:
+    """Copy images from the local Docker engine, or an archive, to every node."""
+    if not images and not archive:
+        raise click.UsageError("give at least one IMAGE, or --file ARCHIVE")
+    run(lambda client, _ns: _image_load(client, images, archive))
+
+
+async def _image_load(client: ApiClient, images: tuple[str, ...], archive: str | None) -> int:
+    nodes, _ = await client.list("Node")
+    nodes = [n for n in nodes if n.status.daemon_endpoints.kubelet_endpoint.port > 0]
+    if not nodes:
+        raise CliError("no node has a kubelet endpoint to load images into")
+    with tempfile.TemporaryDirectory(prefix="minictl-image-") as tmp:
+        archives = [Path(archive)] if archive else []
+        archives += await asyncio.to_thread(_save_images, images, Path(tmp))
+        results = await asyncio.gather(*(_load_on_node(node, archives) for node in nodes))
+    for line, ok in results:
+        if ok:
+            click.echo(line)
+        else:
+            fail(line)
+    return 0 if all(ok for _, ok in results) else 1
+
+
+def _save_images(names: Iterable[str], directory: Path) -> list[Path]:
+    """`docker save` each image from the local engine into its own archive."""
+    try:
+        engine = docker.from_env()
+        try:
+            return [_save_image(engine, name, directory / f"{i}.tar")
+                    for i, name in enumerate(names)]
+        finally:
+            engine.close()
+    except docker.errors.APIError as exc:
+        raise CliError(f"the local Docker engine: {exc.explanation or exc}") from None
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+        raise CliError(f"cannot reach the local Docker engine: {exc}") from None
+
+
+def _save_image(engine: docker.DockerClient, name: str, path: Path) -> Path:
+    try:
+        engine.images.get(name)
+    except docker.errors.ImageNotFound:
+        raise CliError(f'image "{name}" not found in the local Docker engine') from None
+    with path.open("wb") as out:
+        for chunk in engine.api.get_image(name, chunk_size=IMAGE_CHUNK):
+            out.write(chunk)
+    return path
+
+
+async def _load_on_node(node: Message, archives: list[Path]) -> tuple[str, bool]:
+    """One node's line of output, and whether it loaded everything."""
+    name = node.metadata.name
+    try:
+        async with KubeletClient.for_node(node) as kubelet:
+            loaded = [tag for path in archives for tag in await kubelet.load_image(_chunks(path))]
+    except (KubeletError, OSError) as exc:
+        return f"{name}: error: {exc}", False
+    except errors.ApiError as exc:
+        return f"{name}: {api_error_text(exc)}", False
+    return f"{name}: loaded {', '.join(loaded)}", True
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as archive:
+        while chunk := archive.read(IMAGE_CHUNK):
+            yield chunk
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+# fast restarts, so back-off can be watched growing within a test
+KUBELET_ARGS = ["--crash-loop-backoff-initial", "1", "--crash-loop-backoff-max", "8"]
 
 
 def _start(tmp: Path, **kwargs: object) -> LocalCluster:
@@ -57,3 +62,33 @@ async def namespace(client: ApiClient) -> AsyncIterator[str]:
 def cli_env(cluster: LocalCluster) -> dict[str, str]:
     """Environment for running minictl against the shared cluster."""
     return dict(os.environ, MINIK8S_SERVERS=",".join(cluster.servers))
+
+
+@pytest.fixture(scope="session")
+def images() -> None:
+    """The local images (pause, echo), built if missing: no registry is reachable."""
+    for script in ("start-docker.sh", "build-images.sh"):
+        subprocess.run([str(ROOT / "scripts" / script)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory, images: None) -> Iterator[LocalCluster]:
+    """A cluster with two kubelets on the host's Docker engine (and one of every master)."""
+    c = _start(tmp_path_factory.mktemp("nodes"), masters=1, schedulers=1,
+               controller_managers=1, nodes=2, kubelet_args=KUBELET_ARGS)
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+async def node_client(node_cluster: LocalCluster) -> AsyncIterator[ApiClient]:
+    async with ApiClient(node_cluster.servers) as c:
+        yield c
+
+
+@pytest.fixture
+async def node_namespace(node_client: ApiClient) -> AsyncIterator[str]:
+    name = f"k-{uuid.uuid4().hex[:8]}"
+    await node_client.create(t.Namespace(metadata=t.ObjectMeta(name=name)))
+    yield name
+    await node_client.delete("Namespace", name)  # its pods' containers go with it

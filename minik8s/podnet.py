@@ -1,0 +1,72 @@
+"""The pod network of a local cluster: one Docker bridge for every node's pods.
+
+Its subnet is the cluster CIDR, so each node's podCIDR is a slice of it and a
+kubelet gives its pods addresses from its own slice; the bridge also routes
+the whole cluster CIDR on the host, so no pod address leaves the machine.
+The launcher creates it before the kubelets start (a kubelet creates it only
+if it is missing) and removes it, with every container labelled as the
+cluster's, when the cluster stops.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import subprocess
+
+import docker
+import docker.errors
+import docker.types
+
+from minik8s import netcheck
+
+log = logging.getLogger("minik8s.podnet")
+
+CLUSTER_LABEL = "io.minik8s.cluster"
+
+
+def create(name: str, cidr: str, client: docker.DockerClient | None = None) -> None:
+    """The bridge network `name` over cidr, unless it exists (ValueError for an unsafe cidr)."""
+    client = client or docker.from_env()
+    try:
+        client.api.inspect_network(name)
+        return
+    except docker.errors.NotFound:
+        pass
+    netcheck.check_cidr(cidr, "cluster CIDR")
+    gateway = str(next(ipaddress.ip_network(cidr).hosts()))
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=cidr,
+                                                                       gateway=gateway)])
+    try:
+        client.api.create_network(name, driver="bridge", ipam=ipam, check_duplicate=True,
+                                  labels={CLUSTER_LABEL: name})
+        log.info("created pod network %s (%s)", name, cidr)
+    except docker.errors.APIError as err:
+        if "already exists" not in str(err):  # another kubelet was quicker
+            raise
+
+
+def remove(name: str) -> None:
+    """Remove every container labelled as the cluster's, then its network."""
+    try:
+        client = docker.from_env()
+        for container in client.containers.list(all=True,
+                                                filters={"label": f"{CLUSTER_LABEL}={name}"}):
+            container.remove(force=True, v=True)
+        for network in client.networks.list(names=[name]):
+            if network.attrs.get("Labels", {}).get(CLUSTER_LABEL) == name:
+                network.remove()
+    except docker.errors.DockerException as err:
+        log.warning("cleaning up the pod network %s: %s", name, err)
+
+
+def free_cluster_cidr() -> str:
+    """The first of 10.244.0.0/16 .. 10.251.0.0/16 that no route on this host touches."""
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True,
+                            check=False).stdout
+    used = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes.splitlines()
+            if line and line.split()[0][0].isdigit()]
+    for second in range(244, 252):
+        candidate = ipaddress.ip_network(f"10.{second}.0.0/16")
+        if not any(candidate.overlaps(route) for route in used):
+            return str(candidate)
+    raise ValueError("no free cluster CIDR in 10.244.0.0/16 .. 10.251.0.0/16")

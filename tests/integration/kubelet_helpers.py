@@ -1,0 +1,56 @@
+"""What the kubelet tests share: pods of the local echo image, and reading the engine."""
+from __future__ import annotations
+
+import docker
+
+from minik8s.api.v1 import types_pb2 as t
+from minik8s.client import ApiClient
+from tests.integration.helpers import eventually
+
+ECHO = "minik8s/echo:latest"
+
+
+def echo_pod(name: str, namespace: str, *command: str, restart_policy: str = "Always",
+             **container: object) -> t.Pod:
+    """A pod of one container "c" of the echo image (its web server, or `command`)."""
+    spec = t.Container(name="c", image=ECHO, image_pull_policy="IfNotPresent", **container)
+    spec.command.extend(command)
+    return t.Pod(metadata=t.ObjectMeta(name=name, namespace=namespace),
+                 spec=t.PodSpec(containers=[spec], restart_policy=restart_policy,
+                                termination_grace_period_seconds=2))
+
+
+async def status_of(client: ApiClient, name: str, namespace: str) -> t.PodStatus:
+    return (await client.get("Pod", name, namespace)).status
+
+
+async def until_phase(client: ApiClient, name: str, namespace: str, phase: str,
+                      timeout: float = 30) -> t.Pod:
+    async def reached() -> t.Pod | None:
+        pod = await client.get("Pod", name, namespace)
+        return pod if pod.status.phase == phase else None
+    return await eventually(reached, timeout=timeout, interval=0.1)
+
+
+async def until_ready(client: ApiClient, name: str, namespace: str, ready: bool = True,
+                      timeout: float = 30) -> t.Pod:
+    async def reached() -> t.Pod | None:
+        pod = await client.get("Pod", name, namespace)
+        cond = next((c for c in pod.status.conditions if c.type == "Ready"), None)
+        return pod if cond is not None and (cond.status == "True") == ready else None
+    return await eventually(reached, timeout=timeout, interval=0.1)
+
+
+def containers_of(pod: t.Pod, include_stopped: bool = True) -> list:
+    """The Docker containers of a pod, by the kubelet's labels."""
+    engine = docker.from_env()
+    return engine.containers.list(all=include_stopped,
+                                  filters={"label": f"io.minik8s.pod.uid={pod.metadata.uid}"})
+
+
+def app_container(pod: t.Pod, name: str = "c"):
+    """The running Docker container of one of the pod's containers."""
+    running = [c for c in containers_of(pod, include_stopped=False)
+               if c.labels["io.minik8s.container.name"] == name]
+    assert len(running) == 1, f"{len(running)} running containers {name} in {pod.metadata.name}"
+    return running[0]
