@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python -m bench.scheduler
 	$(BIN)/python -m bench.failover
 	$(BIN)/python -m bench.controllers
+	$(BIN)/python -m bench.pod_startup
 
 proto: venv
 	$(BIN)/python proto/generate.py

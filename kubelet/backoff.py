@@ -27,8 +27,8 @@ class Backoff:
     def remaining(self, key: str, since: float) -> float:
         """Seconds still to wait before retrying a failure that happened at `since`."""
         entry = self._entries.get(key)
-        if entry is None:
-            return 0.0
+        if entry is None or self._expired(entry, since):
+            return 0.0  # a first failure, or the first after a good run: retry at once
         return max(0.0, since + entry.delay - self.clock())
 
     def delay(self, key: str) -> float:
@@ -36,12 +36,16 @@ class Backoff:
         return entry.delay if entry else 0.0
 
     def next(self, key: str, since: float) -> None:
-        """Record a retry of the failure at `since`: the next one waits longer."""
+        """Record a retry (now) of the failure at `since`: the next one waits longer."""
         entry = self._entries.get(key)
-        if entry is None or since - entry.last > 2 * self.cap:
-            self._entries[key] = _Entry(self.initial, since)
+        if entry is None or self._expired(entry, since):
+            self._entries[key] = _Entry(self.initial, self.clock())
         else:
-            entry.delay, entry.last = min(entry.delay * 2, self.cap), since
+            entry.delay, entry.last = min(entry.delay * 2, self.cap), self.clock()
+
+    def _expired(self, entry: _Entry, since: float) -> bool:
+        """The failure at `since` came after running well for twice the cap since the retry."""
+        return since - entry.last > 2 * self.cap
 
     def forget(self, prefix: str) -> None:
         """Drop every key starting with prefix (a pod's uid: the pod is gone)."""

@@ -238,7 +238,8 @@ class PodSyncer:
             message = f'Failed to pull image "{spec.image}": {err}'
             notes[spec.name] = Note("ErrImagePull", message)
             self.events.record(pod, "Warning", "Failed", message)
-            self.requeue(_key(pod), self.pulls.delay(key))
+            # look again halfway through the back-off, so ImagePullBackOff shows
+            self.requeue(_key(pod), self.pulls.delay(key) / 2)
             return False
         self._pull_failed.pop(key, None)
         self.events.record(pod, "Normal", "Pulled", f'Successfully pulled image "{spec.image}"')

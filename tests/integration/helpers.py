@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from apiserver.etcd import Etcd, range_end
@@ -211,3 +213,23 @@ class Watching:
 
     def check(self) -> None:
         """Look at the picture after a change (nothing by default)."""
+
+
+MINICTL = (sys.executable, "-m", "minik8s.cli.minictl")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+async def minictl(env: dict[str, str], *args: str, stdin: str | None = None) -> Result:
+    """Run minictl as a user does, in a subprocess."""
+    proc = await asyncio.create_subprocess_exec(
+        *MINICTL, *args, env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())

@@ -44,7 +44,7 @@ async def until_ready(client: ApiClient, name: str, namespace: str, ready: bool 
 def containers_of(pod: t.Pod, include_stopped: bool = True) -> list:
     """The Docker containers of a pod, by the kubelet's labels."""
     engine = docker.from_env()
-    return engine.containers.list(all=include_stopped,
+    return engine.containers.list(all=include_stopped, ignore_removed=True,
                                   filters={"label": f"io.minik8s.pod.uid={pod.metadata.uid}"})
 
 

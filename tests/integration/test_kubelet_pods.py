@@ -4,8 +4,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import docker
-
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 from tests.integration.helpers import eventually
@@ -212,5 +210,3 @@ async def test_a_pod_that_stops_on_sigterm_goes_at_once(node_client: ApiClient,
     await eventually(gone, timeout=20)
     assert time.monotonic() - started < 10
     await eventually(lambda: not containers_of(pod), timeout=10)
-    assert docker.from_env().containers.list(
-        all=True, filters={"label": f"io.minik8s.pod.uid={pod.metadata.uid}"}) == []

@@ -4,18 +4,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from minik8s import errors
 from minik8s.client import ApiClient
-from tests.integration.helpers import eventually, pod
+from tests.integration.helpers import MINICTL, eventually, minictl, pod
 
-MINICTL = (sys.executable, "-m", "minik8s.cli.minictl")
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
 
 WEB = """\
@@ -46,22 +43,6 @@ spec:
   - port: 80
     targetPort: 80
 """
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-async def minictl(env: dict[str, str], *args: str, stdin: str | None = None) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        *MINICTL, *args, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
 
 
 def write_web(tmp_path: Path, replicas: int = 2, pull: str = "IfNotPresent") -> Path:
