@@ -18,14 +18,14 @@ images:
 down:
 	@if [ -f $(WORKDIR)/cluster.json ]; then $(BIN)/minik8s local-up --down --workdir $(WORKDIR); fi
 
-test: venv
+test: venv images
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
-integration: venv
+integration: venv images
 	$(BIN)/pytest -q tests/integration
 
 lint: venv

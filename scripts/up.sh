@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make up`: start a local cluster (etcd, apiservers, schedulers, 3 each) and show it answering.
+# `make up`: start a local cluster (etcd, apiservers, schedulers, controller-managers: 3 each;
+# 2 kubelets on the host's Docker engine), run examples/hello.yaml on it and show it working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workdir=${1:-.work/cluster}
@@ -15,11 +16,22 @@ echo
 echo "\$ minictl apply -f examples/hello.yaml"
 "$bin/minictl" apply -f examples/hello.yaml
 echo
-echo "\$ minictl get namespaces"
-"$bin/minictl" get namespaces
+echo "\$ minictl get nodes -o wide"
+"$bin/minictl" get nodes -o wide
+ready() {  # all three hello pods Ready (READY column 1/1)
+  [ "$("$bin/minictl" get pods -l app=hello | grep -c ' 1/1 ')" -ge 3 ]
+}
+for _ in $(seq 150); do ready && break; sleep 0.2; done
 echo
-echo "\$ minictl get deployments,services -n default"
-"$bin/minictl" get deployments,services -n default
+echo "\$ minictl get deployments,services,endpoints -n default"
+"$bin/minictl" get deployments,services,endpoints -n default
+echo
+echo "\$ minictl get pods -o wide"
+"$bin/minictl" get pods -o wide
+pod=$("$bin/minictl" get pods -l app=hello -o name | head -1)
+echo
+echo "\$ minictl exec ${pod#*/} -- wget -qO- http://127.0.0.1:8080/   # the pod answers with its name"
+"$bin/minictl" exec "${pod#*/}" -- wget -qO- http://127.0.0.1:8080/
 for _ in $(seq 50); do  # a scheduler takes the lease moments after it starts
   "$bin/minictl" get lease kube-scheduler -n kube-system >/dev/null 2>&1 && break
   sleep 0.2
