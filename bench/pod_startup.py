@@ -42,9 +42,11 @@ from bench.api import cpus, machine, percentile, saturation, versions, yes_no
 from bench.common import DOC, log
 from bench.controllers import monotonic_of
 from bench.scheduler import ClusterCpu, busy, follow, run_benchmark
+from kubelet import labels
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient, WatchEvent
 from minik8s.localcluster import LocalCluster
+from minik8s.podnet import CLUSTER_LABEL
 from tests.integration.kubelet_helpers import ECHO, echo_pod
 
 TARGET_P99 = 1.5      # seconds, create → Running, the target here
@@ -119,12 +121,61 @@ class PodWatch:
 # ---------------------------------------------------------------- results
 
 @dataclass
+class EngineTimes:
+    """Per pod, Docker's Created and StartedAt of its sandbox and of its app container
+    (inspected once all pods are Ready), on time.monotonic()."""
+
+    sandbox_created: dict[str, float] = field(default_factory=dict)
+    sandbox_started: dict[str, float] = field(default_factory=dict)
+    app_created: dict[str, float] = field(default_factory=dict)
+    node: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def inspect(cls, cluster: str) -> EngineTimes:
+        times = cls()
+        engine = docker.APIClient(timeout=60)
+        try:
+            for summary in engine.containers(all=True,
+                                             filters={"label": f"{CLUSTER_LABEL}={cluster}"}):
+                data = engine.inspect_container(summary["Id"])
+                lbls = data["Config"].get("Labels") or {}
+                pod, created = lbls.get(labels.POD_NAME, ""), wall(data["Created"])
+                if lbls.get(labels.CONTAINER_NAME) == labels.SANDBOX:
+                    times.sandbox_created[pod] = created
+                    times.sandbox_started[pod] = wall(data["State"]["StartedAt"])
+                    times.node[pod] = lbls.get(labels.NODE, "")
+                else:
+                    times.app_created[pod] = created
+        finally:
+            engine.close()
+        return times
+
+    def most_at_once(self, node: str) -> int:
+        """The most sandboxes of node between Created and StartedAt at the same moment."""
+        edges = sorted((t, step) for pod, on in self.node.items() if on == node
+                       for t, step in ((self.sandbox_created[pod], 1),
+                                       (self.sandbox_started[pod], -1)))
+        most = current = 0
+        for _, step in edges:
+            current += step
+            most = max(most, current)
+        return most
+
+
+def wall(stamp: str) -> float:
+    """One of Docker's RFC 3339 times (this machine's wall clock) on time.monotonic()."""
+    return (datetime.datetime.fromisoformat(stamp).timestamp()
+            - (time.time() - time.monotonic()))
+
+
+@dataclass
 class Measured:
     pods: int
     created_at: dict[str, float] = field(default_factory=dict)    # Create call started
     create_done: dict[str, float] = field(default_factory=dict)   # Create call answered
     deleted_at: dict[str, float] = field(default_factory=dict)    # Delete call started
     watch: PodWatch = field(default_factory=PodWatch)
+    engine: EngineTimes | None = None
     cpu_startup: dict[str, float] = field(default_factory=dict)   # cores busy per group
     cpu_delete: dict[str, float] = field(default_factory=dict)
     startup_seconds: float = 0.0
@@ -257,6 +308,11 @@ class Bench:
             raise self.fail(f"only {len(w.ready)}/{m.pods} pods Ready")
         cpu1, t1 = self.cpu.totals(), time.monotonic()
         m.startup_seconds, m.cpu_startup = t1 - t0, busy(cpu0, cpu1, t1 - t0)
+        try:
+            m.engine = await asyncio.to_thread(EngineTimes.inspect, self.cluster.name)
+        except docker.errors.DockerException as exc:
+            log(f"inspecting the containers: {exc}")
+        t1 = time.monotonic()
 
         log(f"all Ready after {m.all_within(w.ready):.2f} s; deleting them")
         await self.bounded(self.delete_all(m), "the Delete calls did not all return")
@@ -369,17 +425,27 @@ def render_results(m: Measured) -> str:
 
 
 def render_split(m: Measured) -> str:
-    w = m.watch
-    rows = [
-        ("create sent → bound seen (apiserver, scheduler, bind)",
-         m.since(m.created_at, w.bound)),
+    w, e = m.watch, m.engine
+    kubelet: list[tuple[str, list[float]]] = [
         ("bound seen → app container's StartedAt (kubelet: sandbox, then app container, "
-         "created and started in Docker)", m.since(w.bound, w.started)),
-        ("StartedAt → Running seen (the kubelet's status update)",
-         m.since(w.started, w.running)),
-        ("Running seen → Ready seen (the readiness probe, period 1 s, and its status update)",
-         m.since(w.running, w.ready)),
-    ]
+         "created and started in Docker)", m.since(w.bound, w.started))]
+    if e is not None:
+        kubelet = [
+            ("bound seen → sandbox Created (waiting in the kubelet: its queue and workers, "
+             "and its per-node lock around a sandbox's IP, create and start)",
+             m.since(w.bound, e.sandbox_created)),
+            ("sandbox (pause) Created → StartedAt (Docker: create, network, start)",
+             m.since(e.sandbox_created, e.sandbox_started)),
+            ("sandbox StartedAt → app container Created (the kubelet's next sync of the pod)",
+             m.since(e.sandbox_started, e.app_created)),
+            ("app container Created → StartedAt (Docker: create, start)",
+             m.since(e.app_created, w.started))]
+    rows = [("create sent → bound seen (apiserver, scheduler, bind)",
+             m.since(m.created_at, w.bound)), *kubelet,
+            ("app StartedAt → Running seen (the kubelet's status update)",
+             m.since(w.started, w.running)),
+            ("Running seen → Ready seen (the readiness probe, period 1 s, and its status "
+             "update)", m.since(w.running, w.ready))]
     per_node = [(f"create → Running on {node}",
                  [w.running[n] - m.created_at[n] for n, on in w.node.items()
                   if on == node and n in w.running]) for node in sorted(set(w.node.values()))]
@@ -388,6 +454,11 @@ def render_split(m: Measured) -> str:
              "clock of this machine, put on the same monotonic clock): p50 / p99 / max.", "",
              "| step | p50 / p99 / max |", "|---|---|"]
     lines += [f"| {k} | {_secs(v)} |" for k, v in rows + per_node]
+    if e is not None:
+        nodes = sorted(set(e.node.values()))
+        lines += ["", "Most sandboxes between Docker's Created and StartedAt at the same "
+                  "moment, per node: " + ", ".join(f"{n} {e.most_at_once(n)}" for n in nodes)
+                  + " (1: the node created and started its sandboxes one at a time)."]
     return "\n".join(lines) + "\n"
 
 

@@ -66,6 +66,7 @@ class PodSyncer:
         self._pull_failed: dict[str, float] = {}
         self._notes: dict[str, dict[str, Note]] = {}   # pod uid -> container -> note
         self._ip_lock = asyncio.Lock()
+        self._reserved: set[str] = set()
 
     # ------------------------------------------------------------ sync
 
@@ -128,22 +129,35 @@ class PodSyncer:
             self.requeue(_key(pod), 5.0)
             return False
         attempt = old.restart_count + 1 if old else 0
-        async with self._ip_lock:
-            try:
-                ip = ipam.allocate(self.pod_cidr, await self.runtime.sandbox_ips())
-                config, host = sandbox_spec(
-                    self.config.owner, pod, pause_image=pause, attempt=attempt,
-                    network=self.runtime.network, ip=ip, host_ip=self.config.host_ip)
-                sandbox_id = await self.runtime.create(
-                    docker_name(pod, labels.SANDBOX, attempt), config, host, ip=ip)
-                await self.runtime.start(sandbox_id)
-            except (EngineError, ipam.Exhausted) as err:
-                self.events.record(pod, "Warning", "FailedCreatePodSandBox", str(err))
-                for c in pod.spec.containers:
-                    notes[c.name] = Note("ContainerCreating", f"sandbox: {err}")
-                self.requeue(_key(pod), 2.0)
-                return False
+        ip = ""
+        try:
+            ip = await self._reserve_ip()
+            config, host = sandbox_spec(
+                self.config.owner, pod, pause_image=pause, attempt=attempt,
+                network=self.runtime.network, ip=ip, host_ip=self.config.host_ip)
+            sandbox_id = await self.runtime.create(
+                docker_name(pod, labels.SANDBOX, attempt), config, host, ip=ip)
+            await self.runtime.start(sandbox_id)
+        except (EngineError, ipam.Exhausted) as err:
+            self.events.record(pod, "Warning", "FailedCreatePodSandBox", str(err))
+            for c in pod.spec.containers:
+                notes[c.name] = Note("ContainerCreating", f"sandbox: {err}")
+            self.requeue(_key(pod), 2.0)
+            return False
+        finally:
+            self._reserved.discard(ip)  # once started, the sandbox's label holds it
         return True
+
+    async def _reserve_ip(self) -> str:
+        """A free pod address, held in memory until its sandbox runs.
+
+        Only the choice is serialised: sandboxes of different pods are created
+        and started concurrently.
+        """
+        async with self._ip_lock:
+            ip = ipam.allocate(self.pod_cidr, await self.runtime.sandbox_ips() | self._reserved)
+            self._reserved.add(ip)
+            return ip
 
     # ------------------------------------------------------------ containers
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
+import urllib.request
 
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
+from minik8s.localcluster import free_port
 from tests.integration.helpers import eventually
 from tests.integration.kubelet_helpers import (
     ECHO,
@@ -135,7 +138,6 @@ async def test_crash_loop_back_off_grows(node_client: ApiClient, node_namespace:
 
 
 def _seconds(stamp: str) -> float:
-    import datetime
     head, _, frac = stamp.rstrip("Z").partition(".")
     base = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC).timestamp()
     return base + float(f"0.{frac or 0}")
@@ -210,3 +212,43 @@ async def test_a_pod_that_stops_on_sigterm_goes_at_once(node_client: ApiClient,
     await eventually(gone, timeout=20)
     assert time.monotonic() - started < 10
     await eventually(lambda: not containers_of(pod), timeout=10)
+
+
+async def test_emptydir_is_shared_and_init_containers_run_first(node_client: ApiClient,
+                                                                node_namespace: str) -> None:
+    pod = echo_pod("init", node_namespace, "sh", "-c", "cat /data/greeting; sleep 3600",
+                   volume_mounts=[t.VolumeMount(name="data", mount_path="/data")])
+    pod.spec.volumes.add(name="data", empty_dir=t.EmptyDirVolumeSource())
+    pod.spec.init_containers.add(
+        name="prepare", image=ECHO, image_pull_policy="IfNotPresent",
+        command=["sh", "-c", "sleep 1; echo hello-from-init > /data/greeting"],
+        volume_mounts=[t.VolumeMount(name="data", mount_path="/data")])
+    await node_client.create(pod)
+
+    async def initializing() -> bool:
+        status = await status_of(node_client, "init", node_namespace)
+        cond = {c.type: c for c in status.conditions}.get("Initialized")
+        return status.phase == "Pending" and cond is not None and cond.status == "False"
+    await eventually(initializing, timeout=20, interval=0.1)
+
+    pod = await until_phase(node_client, "init", node_namespace, "Running")
+    init_status = pod.status.init_container_statuses[0]
+    assert init_status.state.terminated.exit_code == 0
+    assert init_status.state.terminated.reason == "Completed"
+    assert (await asyncio.to_thread(app_container(pod).logs)).startswith(b"hello-from-init")
+
+
+async def test_host_port_reaches_the_pod(node_client: ApiClient, node_namespace: str) -> None:
+    port = free_port()
+    pod = echo_pod("exposed", node_namespace,
+                   ports=[t.ContainerPort(container_port=8080, host_port=port)])
+    await node_client.create(pod)
+    await until_phase(node_client, "exposed", node_namespace, "Running")
+
+    def answer() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                return resp.read().decode().strip()
+        except OSError:
+            return ""
+    assert await eventually(lambda: asyncio.to_thread(answer), timeout=20) == "exposed"
