@@ -299,7 +299,7 @@ class LocalCluster:
             for proc in group:
                 if not self._reap(proc.name, grace):
                     self.kill(proc.name)
-        if self.name:
+        if self.name and self.role("kubelet"):
             podnet.remove(self.name)
 
     def run_until_signalled(self) -> None:
