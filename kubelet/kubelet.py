@@ -84,8 +84,13 @@ class Kubelet:
 
     def _wire(self) -> None:
         enqueue = self._enqueue_pod
-        self.pods.add_handler(enqueue, lambda _old, new: enqueue(new), enqueue)
+        self.pods.add_handler(enqueue, self._pod_updated, enqueue)
         self.node_informer.add_handler(self._node_seen, lambda _old, new: self._node_seen(new))
+
+    def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
+        """Act on changes of what to run, not on status writes (our own, mostly)."""
+        if _differs_semantically(old, new):
+            self._enqueue_pod(new)
 
     def _enqueue_pod(self, pod: t.Pod) -> None:
         self.queue.add(f"{pod.metadata.namespace}/{pod.metadata.name}")
@@ -170,3 +175,11 @@ class Kubelet:
     async def _engine_answers(self) -> bool:
         await self.runtime.call(self.docker.ping)
         return True
+
+
+def _differs_semantically(old: t.Pod, new: t.Pod) -> bool:
+    """As kubelet's config source: spec, identity and deletion matter; status does not."""
+    return (old.spec != new.spec or old.metadata.uid != new.metadata.uid
+            or old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
+            or old.metadata.deletion_grace_period_seconds
+            != new.metadata.deletion_grace_period_seconds)

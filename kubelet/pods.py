@@ -64,7 +64,6 @@ class PodSyncer:
         self.crash = Backoff(*config.crash_backoff)
         self.pulls = Backoff(*config.crash_backoff)
         self._pull_failed: dict[str, float] = {}
-        self._notes: dict[str, dict[str, Note]] = {}   # pod uid -> container -> note
         self._ip_lock = asyncio.Lock()
         self._reserved: set[str] = set()
 
@@ -90,8 +89,8 @@ class PodSyncer:
             if await self._start_what_is_missing(pod, mine, notes):
                 mine = await self.runtime.pod_instances(namespace, name)
                 mine = [i for i in mine if i.pod_uid == uid]
-            self._notes[uid] = notes
-            await self._report(pod, mine, notes)
+            if await self._report(pod, mine, notes) in TERMINAL:
+                await self._stop(pod, [i for i in mine if i.running])  # the sandbox
             await self._prune(mine)
 
     async def _start_what_is_missing(self, pod: t.Pod, mine: list[Instance],
@@ -351,7 +350,6 @@ class PodSyncer:
         self.probes.forget(uid)
         self.crash.forget(uid)
         self.pulls.forget(uid)
-        self._notes.pop(uid, None)
         for key in [k for k in self._pull_failed if k.startswith(uid)]:
             del self._pull_failed[key]
 
@@ -367,7 +365,8 @@ class PodSyncer:
 
     # ------------------------------------------------------------ status
 
-    async def _report(self, pod: t.Pod, mine: list[Instance], notes: dict[str, Note]) -> None:
+    async def _report(self, pod: t.Pod, mine: list[Instance], notes: dict[str, Note]) -> str:
+        """Write the pod's status if it changed; return its phase."""
         uid = pod.metadata.uid
         sandbox = self._current_sandbox(mine)
         running = {i.name: i.id for i in mine
@@ -382,7 +381,7 @@ class PodSyncer:
             now=datetime.datetime.now(datetime.UTC))
         status = pod_status(pod, seen)
         if status == pod.status:
-            return
+            return status.phase
         updated = t.Pod()
         updated.CopyFrom(pod)
         updated.status.CopyFrom(status)
@@ -392,6 +391,7 @@ class PodSyncer:
             self.requeue(_key(pod), 0.0)
         except errors.NotFound:
             pass
+        return status.phase
 
 
 def _restarts(pod: t.Pod, exited: Instance, init: bool) -> bool:

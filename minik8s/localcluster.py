@@ -34,7 +34,7 @@ from minik8s import config, netcheck, podnet
 STATE_FILE = "cluster.json"
 DAEMON = [sys.executable, "-m", "minik8s.cli.daemons"]
 # stop order: clients of the API first, etcd last
-ROLES = ("kubelet", "scheduler", "controller-manager", "apiserver", "etcd")
+ROLES = ("kubelet", "proxy", "scheduler", "controller-manager", "apiserver", "etcd")
 
 
 class ClusterError(Exception):
@@ -96,13 +96,15 @@ class LocalCluster:
     controller_managers: int = 0
     nodes: int = 0
     host: str = "127.0.0.1"
-    service_cidr: str = "10.96.0.0/16"
+    proxy: bool = False      # one proxy programming this host's iptables
+    service_cidr: str = ""   # empty: a free 10.x.0.0/16 from 10.96 on (10.96 without proxy)
     cluster_cidr: str = ""   # empty: a free 10.x.0.0/16 from 10.244 on
     name: str = ""           # empty: derived from workdir
     apiserver_args: list[str] = field(default_factory=list)
     scheduler_args: list[str] = field(default_factory=list)
     controller_manager_args: list[str] = field(default_factory=list)
     kubelet_args: list[str] = field(default_factory=list)
+    proxy_args: list[str] = field(default_factory=list)
     procs: dict[str, Proc] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -110,6 +112,20 @@ class LocalCluster:
     _supervisor: threading.Thread | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ layout
+
+    def _choose_cidrs(self) -> None:
+        """Ranges of the cluster's own where it programs this host (pod network, proxy)."""
+        try:
+            self.cluster_cidr = self.cluster_cidr or (
+                netcheck.free_cidr("cluster CIDR", netcheck.CLUSTER_CIDRS) if self.nodes
+                else "10.244.0.0/16")
+            self.service_cidr = self.service_cidr or (
+                netcheck.free_cidr("service CIDR", netcheck.SERVICE_CIDRS) if self.proxy
+                else "10.96.0.0/16")
+            netcheck.check_cidr(self.service_cidr, "service CIDR")
+            netcheck.check_cidr(self.cluster_cidr, "cluster CIDR")
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from None
 
     def _plan(self) -> None:
         self._plan_etcd()
@@ -128,6 +144,17 @@ class LocalCluster:
                 "--cluster-cidr", self.cluster_cidr, *self.controller_manager_args]))
         for i in range(self.nodes):
             self._add(self._kubelet(f"node-{i}"))
+        if self.proxy:
+            port, http = free_port(), free_port()
+            self._add(Proc("proxy", "proxy", [
+                *DAEMON, "proxy", *self._proxy_flags(), "--server", ",".join(self.servers),
+                "--bind-address", self.host, "--port", str(port), "--http-port", str(http),
+                *self.proxy_args,
+            ], {"grpc": port, "http": http}, supervised=True))
+
+    def _proxy_flags(self) -> list[str]:
+        return ["--node-name", "host", "--cluster-name", self.name,
+                "--service-cidr", self.service_cidr, "--cluster-cidr", self.cluster_cidr]
 
     def _kubelet(self, node: str) -> Proc:
         port, http = free_port(), free_port()
@@ -188,13 +215,7 @@ class LocalCluster:
             raise ClusterError("etcd is not installed (apt-get install etcd-server etcd-client)")
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.name = self.name or cluster_name(self.workdir)
-        self.cluster_cidr = self.cluster_cidr or (podnet.free_cluster_cidr() if self.nodes
-                                                  else "10.244.0.0/16")
-        try:
-            netcheck.check_cidr(self.service_cidr, "service CIDR")
-            netcheck.check_cidr(self.cluster_cidr, "cluster CIDR")
-        except ValueError as exc:
-            raise ClusterError(str(exc)) from None
+        self._choose_cidrs()
         self._plan()
         if self.nodes:
             podnet.create(self.name, self.cluster_cidr)
@@ -301,6 +322,9 @@ class LocalCluster:
                     self.kill(proc.name)
         if self.name and self.role("kubelet"):
             podnet.remove(self.name)
+        if self.role("proxy"):  # its rules outlive it, as kube-proxy's do: remove them
+            subprocess.run([*DAEMON, "proxy", "--cleanup", *self._proxy_flags()],
+                           capture_output=True, timeout=60, check=False)
 
     def run_until_signalled(self) -> None:
         """Supervise in the foreground until SIGINT or SIGTERM, then stop everything."""
@@ -314,7 +338,8 @@ class LocalCluster:
     # ------------------------------------------------------------ state file
 
     def save(self) -> None:
-        state = {"host": self.host, "name": self.name, "supervisor": os.getpid(),
+        state = {"host": self.host, "name": self.name, "service_cidr": self.service_cidr,
+                 "cluster_cidr": self.cluster_cidr, "supervisor": os.getpid(),
                  "procs": [asdict(p) for p in self.procs.values()]}
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
@@ -325,7 +350,9 @@ class LocalCluster:
             state = json.loads((workdir / STATE_FILE).read_text())
         except FileNotFoundError:
             raise ClusterError(f"no cluster in {workdir} (no {STATE_FILE})") from None
-        cluster = cls(workdir=workdir, host=state["host"], name=state.get("name", ""))
+        cluster = cls(workdir=workdir, host=state["host"], name=state.get("name", ""),
+                      service_cidr=state.get("service_cidr", ""),
+                      cluster_cidr=state.get("cluster_cidr", ""))
         for p in state["procs"]:
             proc = Proc(**p)
             # only a PID still running the command we started is ours to stop

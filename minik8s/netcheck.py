@@ -53,3 +53,25 @@ def check_cidr(cidr: str, what: str) -> None:
             continue
         if ip.version == network.version and ip in network:
             raise ValueError(f"{what} {cidr} covers {address}, {role}: choose another range")
+
+
+CLUSTER_CIDRS = range(244, 252)   # 10.244.0.0/16 .. 10.251.0.0/16
+SERVICE_CIDRS = range(96, 104)    # 10.96.0.0/16 .. 10.103.0.0/16
+
+
+def free_cidr(what: str, second_octets: range) -> str:
+    """The first 10.x.0.0/16 of the range that no route on this host touches.
+
+    A cluster's pod network bridge and its proxy's sink route their CIDRs, so
+    local clusters sharing a host each find a range of their own.
+    """
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True,
+                            check=False).stdout
+    used = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes.splitlines()
+            if line and line.split()[0][0].isdigit()]
+    for second in second_octets:
+        candidate = ipaddress.ip_network(f"10.{second}.0.0/16")
+        if not any(candidate.overlaps(route) for route in used):
+            return str(candidate)
+    raise ValueError(f"no free {what} in 10.{second_octets[0]}.0.0/16 .. "
+                     f"10.{second_octets[-1]}.0.0/16")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import subprocess
 
 import docker
 import docker.errors
@@ -57,16 +56,3 @@ def remove(name: str) -> None:
                 network.remove()
     except docker.errors.DockerException as err:
         log.warning("cleaning up the pod network %s: %s", name, err)
-
-
-def free_cluster_cidr() -> str:
-    """The first of 10.244.0.0/16 .. 10.251.0.0/16 that no route on this host touches."""
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True,
-                            check=False).stdout
-    used = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes.splitlines()
-            if line and line.split()[0][0].isdigit()]
-    for second in range(244, 252):
-        candidate = ipaddress.ip_network(f"10.{second}.0.0/16")
-        if not any(candidate.overlaps(route) for route in used):
-            return str(candidate)
-    raise ValueError("no free cluster CIDR in 10.244.0.0/16 .. 10.251.0.0/16")

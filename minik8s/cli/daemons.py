@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from minik8s import config, serving
+from minik8s import config, netcheck, serving
 from minik8s.component import ComponentOptions, run_component
 from minik8s.leaderelection import ElectionConfig
 from minik8s.localcluster import ClusterError, LocalCluster
@@ -183,12 +183,53 @@ def _key_values(text: str) -> dict[str, str]:
     return pairs
 
 
+@main.command()
+@click.option("--node-name", required=True, help="the node whose data plane this programs")
+@click.option("--server", default=None,
+              help="apiservers host:port,... (default: MINIK8S_SERVERS or config)")
+@click.option("--cluster-name", default="minik8s",
+              help="names this cluster's chains and sink (several may share a host)")
+@click.option("--proxy-mode", default="", help="iptables or userspace (default: iptables "
+              "where this process may program it)")
+@click.option("--service-cidr", default="10.96.0.0/16", help="routed to the sink")
+@click.option("--cluster-cidr", default="10.244.0.0/16",
+              help="pod addresses; service traffic from elsewhere is masqueraded")
+@click.option("--node-ip", default="127.0.0.1", help="where userspace NodePorts listen")
+@click.option("--bind-address", default="127.0.0.1")
+@click.option("--port", default=10256, help="gRPC health port (0: pick one)")
+@click.option("--http-port", default=10249, help="/healthz, /readyz and /metrics (0: pick one)")
+@click.option("--sync-period", default=30.0,
+              help="seconds between full syncs (they repair changes made by hand)")
+@click.option("--min-sync-period", default=0.0, help="least seconds between two syncs")
+@click.option("--cleanup", is_flag=True, help="remove the rules and sink of this cluster, exit")
+@click.option("--log-level", default="INFO")
+def proxy(log_level: str, server: str | None, cleanup: bool, **opts: object) -> None:
+    """Make Service ClusterIPs and NodePorts work on this node."""
+    from proxy.proxier import ProxyOptions
+    from proxy.proxier import cleanup as clean_up
+    from proxy.proxier import run as run_proxy
+
+    serving.setup_logging(f"proxy/{opts['node_name']}", log_level)
+    try:
+        options = ProxyOptions(servers=config.servers(server) if not cleanup else [],
+                               cluster=opts.pop("cluster_name"), mode=opts.pop("proxy_mode"),
+                               **opts)
+        netcheck.check_cidr(options.service_cidr, "--service-cidr")
+    except (config.ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if cleanup:
+        asyncio.run(clean_up(options))
+        return
+    sys.exit(asyncio.run(run_proxy(options)))
+
+
 @main.command("local-up")
 @click.option("--masters", default=3,
               help="etcd members, apiservers, schedulers and controller-managers")
 @click.option("--nodes", default=2, help="worker nodes (kubelets, on the host's Docker engine)")
 @click.option("--workdir", default=".work/cluster", type=click.Path(path_type=Path))
-@click.option("--service-cidr", default="10.96.0.0/16")
+@click.option("--service-cidr", default="",
+              help="ClusterIP range (default: the first free of 10.96.0.0/16 .. 10.103.0.0/16)")
 @click.option("--detach", is_flag=True, help="start in the background and return")
 @click.option("--down", is_flag=True, help="stop the cluster started in --workdir")
 def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach: bool,
@@ -204,10 +245,10 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
             _detach(workdir, masters, nodes, service_cidr)
             return
         cluster = LocalCluster(workdir=workdir, masters=masters, schedulers=masters,
-                               controller_managers=masters, nodes=nodes,
+                               controller_managers=masters, nodes=nodes, proxy=nodes > 0,
                                service_cidr=service_cidr)
         click.echo(f"starting {masters} etcd members, apiservers, schedulers and "
-                   f"controller-managers, and {nodes} kubelets, in {workdir}")
+                   f"controller-managers, {nodes} kubelets and a proxy, in {workdir}")
         try:
             cluster.start()
         except BaseException:

@@ -103,6 +103,8 @@ async def test_exit_codes_against_restart_policies(node_client: ApiClient,
         assert state.exit_code == code
         assert state.reason == ("Completed" if code == 0 else "Error")
         assert pod.status.container_statuses[0].restart_count == 0
+        # a finished pod keeps nothing running, its sandbox included
+        await eventually(lambda p=pod: not containers_of(p, include_stopped=False), timeout=10)
 
     await node_client.create(echo_pod("onfailure-fail", node_namespace, "sh", "-c", "exit 1",
                                       restart_policy="OnFailure"))

@@ -1,9 +1,11 @@
 """The kubelet recovers from what happens behind its back, and from its own crash."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import docker
+import docker.errors
 
 from kubelet import labels
 from minik8s.api.v1 import types_pb2 as t
@@ -67,17 +69,19 @@ async def test_a_container_removed_behind_the_kubelets_back_is_recreated(
 
 async def test_an_orphan_container_is_removed(node_cluster: LocalCluster) -> None:
     engine = docker.from_env()
-    orphan = engine.containers.run(ECHO, ["sleep", "3600"], detach=True, labels={
+    orphan = engine.api.create_container(ECHO, ["sleep", "3600"], labels={
         labels.CLUSTER: node_cluster.name, labels.NODE: "node-0",
         labels.POD_UID: str(uuid.uuid4()), labels.POD_NAMESPACE: "default",
         labels.POD_NAME: "no-such-pod", labels.CONTAINER_NAME: "c", labels.GRACE: "1",
-        "io.minik8s.test": "orphan"})
+        "io.minik8s.test": "orphan"})["Id"]
+    with contextlib.suppress(docker.errors.APIError):  # the kubelet may be quicker
+        engine.api.start(orphan)
     try:
         def gone() -> bool:
-            return not engine.api.containers(all=True, filters={"id": orphan.id})
+            return not engine.api.containers(all=True, filters={"id": orphan})
         await eventually(gone, timeout=30)
     finally:
-        for leftover in engine.api.containers(all=True, filters={"id": orphan.id}):
+        for leftover in engine.api.containers(all=True, filters={"id": orphan}):
             engine.api.remove_container(leftover["Id"], force=True)
 
 
@@ -89,18 +93,18 @@ async def test_an_image_that_does_not_exist(node_client: ApiClient,
         spec=t.PodSpec(containers=[t.Container(name="c", image="127.0.0.1:1/minik8s/none:1",
                                                image_pull_policy="IfNotPresent")])))
     await node_client.create(echo_pod("fine", node_namespace))
-    reasons: set[str] = set()
+    reasons: dict[str, str] = {}
 
     async def backing_off() -> bool:
         pod = await node_client.get("Pod", "no-image", node_namespace)
-        waiting = pod.status.container_statuses[0].state.waiting \
-            if pod.status.container_statuses else None
-        if waiting is not None and waiting.reason:
-            reasons.add(waiting.reason)
-            if waiting.reason == "ErrImagePull":
-                assert "127.0.0.1:1" in waiting.message
-        return {"ErrImagePull", "ImagePullBackOff"} <= reasons
-    await eventually(backing_off, timeout=40, interval=0.1)
+        for status in pod.status.container_statuses:
+            reasons[status.state.waiting.reason] = status.state.waiting.message
+        return {"ErrImagePull", "ImagePullBackOff"} <= reasons.keys()
+    try:
+        await eventually(backing_off, timeout=40, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"waiting reasons seen: {reasons}") from None
+    assert "127.0.0.1:1" in reasons["ErrImagePull"]
     assert (await node_client.get("Pod", "no-image", node_namespace)).status.phase == "Pending"
     await until_phase(node_client, "fine", node_namespace, "Running")
     events, _ = await node_client.list("Event", node_namespace)
