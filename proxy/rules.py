@@ -88,8 +88,8 @@ class Chains:
 
 
 def _hash(text: str) -> str:
-    """16 characters, as kube-proxy's chain names (base32 of a sha256)."""
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    """14 characters of base32 sha256 (kube-proxy uses 16; our prefix is longer)."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:14]
 
 
 def _comment(text: str) -> str:

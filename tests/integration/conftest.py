@@ -16,6 +16,8 @@ from minik8s.localcluster import LocalCluster
 ROOT = Path(__file__).resolve().parents[2]
 # fast restarts, so back-off can be watched growing within a test
 KUBELET_ARGS = ["--crash-loop-backoff-initial", "1", "--crash-loop-backoff-max", "8"]
+# a short resync, so rules changed by hand come back within a test
+PROXY_ARGS = ["--sync-period", "2"]
 
 
 def _start(tmp: Path, **kwargs: object) -> LocalCluster:
@@ -73,9 +75,10 @@ def images() -> None:
 
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory, images: None) -> Iterator[LocalCluster]:
-    """A cluster with two kubelets on the host's Docker engine (and one of every master)."""
+    """Two kubelets on the host's Docker engine, the proxy, and one of every master."""
     c = _start(tmp_path_factory.mktemp("nodes"), masters=1, schedulers=1,
-               controller_managers=1, nodes=2, kubelet_args=KUBELET_ARGS)
+               controller_managers=1, nodes=2, kubelet_args=KUBELET_ARGS, proxy=True,
+               proxy_args=PROXY_ARGS)
     yield c
     c.stop()
 

@@ -54,3 +54,36 @@ def app_container(pod: t.Pod, name: str = "c"):
                if c.labels["io.minik8s.container.name"] == name]
     assert len(running) == 1, f"{len(running)} running containers {name} in {pod.metadata.name}"
     return running[0]
+
+
+# Keeps serving for 2 s after SIGTERM, as a well-behaved server does while
+# the endpoints controller and the proxy take it out of rotation.
+GRACEFUL_SERVER = "trap 'sleep 2; exit 0' TERM; httpd -f -p 8080 -h /www & wait $!"
+
+
+def echo_deployment(name: str, namespace: str, replicas: int) -> t.Deployment:
+    """Echo web servers, Ready when they answer, rolled one at a time with no loss."""
+    labels = {"app": name}
+    pod = echo_pod(name, namespace, "sh", "-c", GRACEFUL_SERVER,
+                   ports=[t.ContainerPort(name="http", container_port=8080)],
+                   readiness_probe=t.Probe(http_get=t.HTTPGetAction(
+                       path="/", port=t.IntOrString(int_val=8080)), period_seconds=1))
+    pod.spec.termination_grace_period_seconds = 5
+    return t.Deployment(
+        metadata=t.ObjectMeta(name=name, namespace=namespace),
+        spec=t.DeploymentSpec(
+            replicas=replicas, selector=t.LabelSelector(match_labels=labels),
+            strategy=t.DeploymentStrategy(
+                type="RollingUpdate", rolling_update=t.RollingUpdateDeployment(
+                    max_surge=t.IntOrString(int_val=1),
+                    max_unavailable=t.IntOrString(int_val=0))),
+            template=t.PodTemplateSpec(metadata=t.ObjectMeta(labels=labels), spec=pod.spec)))
+
+
+def web_service(name: str, namespace: str, node_port: bool = False) -> t.Service:
+    return t.Service(
+        metadata=t.ObjectMeta(name=name, namespace=namespace),
+        spec=t.ServiceSpec(type="NodePort" if node_port else "ClusterIP",
+                           selector={"app": name},
+                           ports=[t.ServicePort(name="http", port=80,
+                                                target_port=t.IntOrString(str_val="http"))]))
