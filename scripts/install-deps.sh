@@ -9,6 +9,7 @@ declare -A want=(
   [dockerd]=docker.io
   [iptables]=iptables
   [ip]=iproute2
+  [curl]=curl
   [gcc]=gcc
   [busybox]=busybox-static
 )
