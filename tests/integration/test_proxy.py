@@ -168,3 +168,18 @@ async def test_rules_deleted_by_hand_come_back(node_cluster: LocalCluster,
     await serving(svc.spec.cluster_ip, 80, pods)
 
 
+
+
+async def test_client_ip_affinity_sticks_to_one_pod(node_client: ApiClient,
+                                                    node_namespace: str) -> None:
+    await node_client.create(echo_deployment("web", node_namespace, 3))
+    sticky = web_service("web", node_namespace)
+    sticky.spec.session_affinity = "ClientIP"
+    svc = await node_client.create(sticky)
+    pods = await ready_pods(node_client, node_namespace, 3)
+
+    async def answered_by_pods() -> set[str | None] | None:
+        answers = set(await names_seen(svc.spec.cluster_ip, 80, 20))
+        return answers if answers <= pods else None  # every request answered
+    answers = await eventually(answered_by_pods, timeout=30)
+    assert len(answers) == 1, f"one client reached {answers}"

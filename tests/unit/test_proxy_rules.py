@@ -42,21 +42,21 @@ def parse(text: str) -> dict[str, Table]:
         if line.startswith("*"):
             assert current is None, "table opened before the previous COMMIT"
             current = tables.setdefault(line[1:], Table())
+            continue
+        assert current is not None, f"line outside a table: {line}"
+        if line == "COMMIT":
+            current = None
+            continue
+        current.lines.append(line)
+        if line.startswith(":"):
+            current.chains.append(line[1:].split()[0])
+        elif line.startswith("-A "):
+            chain, rule = line[3:].split(" ", 1)
+            current.rules.append((chain, rule))
+        elif line.startswith("-X "):
+            current.deleted.append(line[3:])
         else:
-            assert current is not None, f"line outside a table: {line}"
-            if line == "COMMIT":
-                current = None
-                continue
-            if line.startswith(":"):
-                current.chains.append(line[1:].split()[0])
-            elif line.startswith("-A "):
-                chain, rule = line[3:].split(" ", 1)
-                current.rules.append((chain, rule))
-            elif line.startswith("-X "):
-                current.deleted.append(line[3:])
-            else:
-                raise AssertionError(f"unexpected line: {line}")
-        current.lines.append(line) if current else None
+            raise AssertionError(f"unexpected line: {line}")
     assert current is None, "last table not COMMITted"
     return tables
 
@@ -68,11 +68,6 @@ def target(rule: str) -> str:
 def probability(rule: str) -> float:
     found = re.search(r"--probability (\S+)", rule)
     return float(found.group(1)) if found else 1.0
-
-
-def svc_chain(nat: Table, p: ServicePort) -> str:
-    [jump] = [r for r in nat.chain(CHAINS.services) if f"-d {p.cluster_ip}/32" in r]
-    return target(jump)
 
 
 # ---------------------------------------------------------------- structure
