@@ -442,5 +442,9 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
+# ---------------------------------------------------------------- commands of other modules
+# (each module defines click commands; they are added to `main` here)
+
+
 if __name__ == "__main__":
     main()
