@@ -19,6 +19,7 @@ from kubelet import api as kubelet_api
 from kubelet import labels
 from kubelet.containers import Owner
 from kubelet.node import NodeAgent, NodeConfig
+from kubelet.nodenet import NodeNetwork
 from kubelet.pods import PodConfig, PodSyncer
 from kubelet.prober import ProbeManager
 from kubelet.runtime import Runtime
@@ -41,6 +42,7 @@ class KubeletOptions:
     servers: list[str]
     cluster: str = "minik8s"
     network: str = "minik8s"
+    network_mode: str = "local"      # local: one engine, one bridge; node: an engine per node
     cluster_cidr: str = "10.244.0.0/16"
     node_ip: str = "127.0.0.1"
     bind_address: str = "127.0.0.1"
@@ -69,8 +71,12 @@ class Kubelet:
         self.queue = WorkQueue("kubelet")
         self.pods = Informer(self.client, "Pod", field_selector=f"spec.nodeName={opts.node_name}")
         self.services = Informer(self.client, "Service")
-        self.node_informer = Informer(self.client, "Node",
-                                      field_selector=f"metadata.name={opts.node_name}")
+        # in node mode every Node matters: their podCIDRs are routed to them
+        self.node_informer = Informer(
+            self.client, "Node", field_selector="" if opts.network_mode == "node"
+            else f"metadata.name={opts.node_name}")
+        self.nodenet = NodeNetwork(self.runtime, opts.cluster_cidr) \
+            if opts.network_mode == "node" else None
         self.events = EventRecorder(self.client, "kubelet", host=opts.node_name)
         self.probes = ProbeManager(self.runtime.exec, lambda key, _reason: self.queue.add(key))
         owner = Owner(opts.cluster, opts.node_name)
@@ -85,7 +91,8 @@ class Kubelet:
     def _wire(self) -> None:
         enqueue = self._enqueue_pod
         self.pods.add_handler(enqueue, self._pod_updated, enqueue)
-        self.node_informer.add_handler(self._node_seen, lambda _old, new: self._node_seen(new))
+        self.node_informer.add_handler(self._node_seen, lambda _old, new: self._node_seen(new),
+                                       self._node_seen)
 
     def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
         """Act on changes of what to run, not on status writes (our own, mostly)."""
@@ -95,12 +102,18 @@ class Kubelet:
     def _enqueue_pod(self, pod: t.Pod) -> None:
         self.queue.add(f"{pod.metadata.namespace}/{pod.metadata.name}")
 
-    def _node_seen(self, node: t.Node) -> None:
-        if node.spec.pod_cidr and node.spec.pod_cidr != self.syncer.pod_cidr:
-            log.info("podCIDR %s", node.spec.pod_cidr)
-            self.syncer.pod_cidr = node.spec.pod_cidr
-            for pod in self.pods.list():
-                self._enqueue_pod(pod)
+    async def _node_seen(self, node: t.Node) -> None:
+        if self.nodenet is not None:
+            await self.nodenet.sync_routes(self.node_informer.list(), self.opts.node_name)
+        if node.metadata.name != self.opts.node_name or not node.spec.pod_cidr \
+                or node.spec.pod_cidr == self.syncer.pod_cidr:
+            return
+        log.info("podCIDR %s", node.spec.pod_cidr)
+        if self.nodenet is not None:
+            await self.nodenet.pod_cidr_assigned(node.spec.pod_cidr)
+        self.syncer.pod_cidr = node.spec.pod_cidr
+        for pod in self.pods.list():
+            self._enqueue_pod(pod)
 
     def _docker_event(self, action: str, attrs: dict[str, str]) -> None:
         key = labels.pod_key(attrs)
@@ -131,7 +144,8 @@ class Kubelet:
 
     async def run(self) -> int:
         opts = self.opts
-        await self.runtime.call(podnet.create, opts.network, opts.cluster_cidr, self.docker)
+        if self.nodenet is None:
+            await self.runtime.call(podnet.create, opts.network, opts.cluster_cidr, self.docker)
         server = serving.make_grpc_server()
         health = serving.add_grpc_health(server)
         kubelet_api.add_to_server(server, kubelet_api.KubeletApi(

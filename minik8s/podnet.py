@@ -24,7 +24,11 @@ CLUSTER_LABEL = "io.minik8s.cluster"
 
 
 def create(name: str, cidr: str, client: docker.DockerClient | None = None) -> None:
-    """The bridge network `name` over cidr, unless it exists (ValueError for an unsafe cidr)."""
+    """The bridge network `name` over cidr, unless it exists (ValueError for an unsafe cidr).
+
+    cidr is the cluster CIDR in local mode (one network for every node), the
+    node's podCIDR in node mode (one engine per node).
+    """
     client = client or docker.from_env()
     try:
         client.api.inspect_network(name)
@@ -36,8 +40,12 @@ def create(name: str, cidr: str, client: docker.DockerClient | None = None) -> N
     ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=cidr,
                                                                        gateway=gateway)])
     try:
+        # no masquerade: pod addresses are kept between nodes, and a pod's
+        # packet for an outside address is not given the machine's address
         client.api.create_network(name, driver="bridge", ipam=ipam, check_duplicate=True,
-                                  labels={CLUSTER_LABEL: name})
+                                  labels={CLUSTER_LABEL: name},
+                                  options={"com.docker.network.bridge.enable_ip_masquerade":
+                                           "false"})
         log.info("created pod network %s (%s)", name, cidr)
     except docker.errors.APIError as err:
         if "already exists" not in str(err):  # another kubelet was quicker

@@ -136,6 +136,9 @@ def controller_manager(log_level: str, cluster_cidr: str, node_monitor_grace_per
 @click.option("--cluster-name", default="minik8s",
               help="labels this cluster's containers (several may share one engine)")
 @click.option("--pod-network", default="minik8s", help="Docker network the pods join")
+@click.option("--network-mode", type=click.Choice(["local", "node"]), default="local",
+              help="local: kubelets share one engine and one bridge over the cluster CIDR; "
+                   "node: this node's own engine, a bridge over its podCIDR, routes to the others")
 @click.option("--cluster-cidr", default="10.244.0.0/16",
               help="subnet of the pod network, if the kubelet must create it")
 @click.option("--node-ip", default="127.0.0.1", help="the node's InternalIP; hostPorts bind it")
