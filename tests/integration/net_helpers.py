@@ -6,6 +6,10 @@ import subprocess
 import urllib.error
 import urllib.request
 
+from docker.models.containers import Container
+
+from tests.integration.helpers import eventually
+
 
 def assert_stays_local(ip: str) -> None:
     """Refuse an address the machine would route off itself (via its gateway)."""
@@ -34,3 +38,18 @@ async def http_get(ip: str, port: int, timeout: float = 2.0) -> str | None:
 async def names_seen(ip: str, port: int, requests: int) -> list[str | None]:
     """The answers to a number of requests, one after the other."""
     return [await http_get(ip, port) for _ in range(requests)]
+
+
+async def answers_from_inside(container: Container, url: str, expected: set[str]) -> set[str]:
+    """GET url from inside a container (busybox wget) until every expected pod answered."""
+    seen: set[str] = set()
+
+    def once() -> str:
+        out = container.exec_run(["wget", "-qO-", url])
+        return out.output.decode().strip() if out.exit_code == 0 else ""
+
+    async def all_answered() -> bool:
+        seen.add(await asyncio.to_thread(once))
+        return expected <= seen
+    await eventually(all_answered, timeout=30, interval=0)
+    return seen - {""}

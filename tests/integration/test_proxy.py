@@ -18,7 +18,12 @@ from tests.integration.kubelet_helpers import (
     until_ready,
     web_service,
 )
-from tests.integration.net_helpers import assert_stays_local, http_get, names_seen
+from tests.integration.net_helpers import (
+    answers_from_inside,
+    assert_stays_local,
+    http_get,
+    names_seen,
+)
 
 
 async def ready_pods(client: ApiClient, namespace: str, count: int) -> set[str]:
@@ -54,17 +59,7 @@ async def test_cluster_ip_reaches_every_endpoint_from_host_and_pod(
     await node_client.create(echo_pod("client", node_namespace, "sleep", "3600"))
     client_pod = await until_ready(node_client, "client", node_namespace)
     inside = app_container(client_pod)
-
-    def from_pod() -> str:
-        out = inside.exec_run(["wget", "-qO-", f"http://{ip}/"])
-        return out.output.decode().strip() if out.exit_code == 0 else ""
-    seen: set[str] = set()
-
-    async def all_from_pod() -> bool:
-        seen.add(await asyncio.to_thread(from_pod))
-        return pods <= seen
-    await eventually(all_from_pod, timeout=30, interval=0)
-    assert seen - {""} == pods
+    assert await answers_from_inside(inside, f"http://{ip}/", pods) == pods
 
 
 async def test_node_port_answers_on_loopback(node_client: ApiClient,

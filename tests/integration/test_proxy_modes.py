@@ -1,7 +1,6 @@
 """The proxy's userspace mode, and its clean removal."""
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +16,7 @@ from proxy.sink import Sink
 from tests.integration.conftest import KUBELET_ARGS, _start
 from tests.integration.helpers import eventually
 from tests.integration.kubelet_helpers import app_container, echo_deployment, web_service
-from tests.integration.net_helpers import names_seen
+from tests.integration.net_helpers import answers_from_inside, names_seen
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +62,7 @@ async def test_userspace_mode_reaches_every_endpoint(userspace_cluster: LocalClu
         await eventually(all_answer, timeout=30, interval=0.2)
     # and from inside a pod
     inside = app_container(await api.get("Pod", sorted(pods)[0], ns))
-
-    def from_pod() -> str:
-        out = inside.exec_run(["wget", "-qO-", f"http://{svc.spec.cluster_ip}/"])
-        return out.output.decode().strip() if out.exit_code == 0 else ""
-    seen: set[str] = set()
-
-    async def all_from_pod() -> bool:
-        seen.add(await asyncio.to_thread(from_pod))
-        return pods <= seen
-    await eventually(all_from_pod, timeout=30, interval=0)
+    assert await answers_from_inside(inside, f"http://{svc.spec.cluster_ip}/", pods) == pods
     assert not our_chains(userspace_cluster.name), "userspace mode wrote iptables rules"
 
 
