@@ -172,6 +172,24 @@ class Etcd:
         req = rpc.CompactionRequest(revision=revision, physical=True)
         await self._call("compact", rpc_grpc.KVStub, "Compact", req)
 
+    async def members(self, timeout: float = 2.0) -> list[rpc.Member]:
+        """The cluster's members, as the first member to answer lists them. Listing needs
+        no leader, so a member cut off from the quorum still says who its peers are."""
+        failures = []
+        for endpoint in self.endpoints[self._current:] + self.endpoints[:self._current]:
+            stub = self._stub(endpoint, rpc_grpc.ClusterStub)
+            try:
+                return list((await stub.MemberList(rpc.MemberListRequest(),
+                                                   timeout=timeout)).members)
+            except grpc.aio.AioRpcError as err:
+                failures.append(f"{endpoint}: {err.details() or err.code().name}")
+        raise EtcdUnavailable(f"no etcd member lists the cluster ({'; '.join(failures)})")
+
+    async def member_status(self, endpoint: str, timeout: float = 2.0) -> rpc.StatusResponse:
+        """What one member (host:port) says of itself; no failover: that member is asked."""
+        stub = self._stub(endpoint, rpc_grpc.MaintenanceStub)
+        return await stub.Status(rpc.StatusRequest(), timeout=timeout)
+
     def open_watch(self, prefix: bytes, start_revision: int) -> EtcdWatch:
         endpoint = self.endpoints[self._current]
         return EtcdWatch(self, endpoint, prefix, start_revision)

@@ -16,6 +16,7 @@ from prometheus_client import Counter, Histogram
 from apiserver import fencing
 from apiserver.allocators import ServiceAllocator
 from apiserver.etcd import Etcd, EtcdUnavailable
+from apiserver.etcd_status import etcd_status
 from apiserver.registry import Registry, matcher
 from apiserver.storage import DEFAULT_MAX_OBJECT_BYTES, Extras, Storage
 from apiserver.watchcache import WatchCache
@@ -155,6 +156,10 @@ class ApiService(api_grpc.ApiServerServicer):
     @unary("apply")
     async def Apply(self, request: api.ApplyRequest) -> api.ApplyResponse:
         return api.ApplyResponse(results=await self.registry.apply(request))
+
+    @unary("etcd_status")
+    async def EtcdStatus(self, request: api.EtcdStatusRequest) -> api.EtcdStatusResponse:
+        return await etcd_status(self.registry.storage.etcd)
 
     async def Watch(self, request: api.WatchRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[api.WatchEvent]:

@@ -35,20 +35,15 @@ from controller_manager.ownership import claim, controlled_by
 from minik8s import errors, kinds, selectors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.informer import NAMESPACE_INDEX, OWNER_UID_INDEX, index_by_owner_uid
-from minik8s.retry import retry_on_conflict
+from minik8s.rollout import CHANGE_CAUSE, HASH_LABEL, REVISION, revision_of, without_hash
 
 if TYPE_CHECKING:
     from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
-    from google.protobuf.message import Message
-
-    from minik8s.client import ApiClient
 
     Conditions = RepeatedCompositeFieldContainer[t.WorkloadCondition]
 
 log = logging.getLogger("minik8s.controller.deployment")
 
-HASH_LABEL = "pod-template-hash"
-REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' SafeEncodeString
@@ -154,13 +149,6 @@ def proportional(sizes: list[int], target: int) -> list[int]:
 # ---------------------------------------------------------------- templates and revisions
 
 
-def without_hash(template: t.PodTemplateSpec) -> t.PodTemplateSpec:
-    copy = t.PodTemplateSpec()
-    copy.CopyFrom(template)
-    copy.metadata.labels.pop(HASH_LABEL, None)
-    return copy
-
-
 def same_template(a: t.PodTemplateSpec, b: t.PodTemplateSpec) -> bool:
     return without_hash(a) == without_hash(b)
 
@@ -178,13 +166,6 @@ def template_hash(template: t.PodTemplateSpec, collision_count: int = 0) -> str:
     return "".join(chars)
 
 
-def revision_of(obj: Message) -> int:
-    try:
-        return int(obj.metadata.annotations.get(REVISION, "0"))
-    except ValueError:
-        return 0
-
-
 def new_replica_set(d: t.Deployment, revision: int, replicas: int) -> t.ReplicaSet:
     """The ReplicaSet for d's current template, owned by d."""
     h = template_hash(d.spec.template, d.status.collision_count)
@@ -196,11 +177,19 @@ def new_replica_set(d: t.Deployment, revision: int, replicas: int) -> t.ReplicaS
     selector.match_labels[HASH_LABEL] = h
     meta = t.ObjectMeta(name=f"{d.metadata.name}-{h}", namespace=d.metadata.namespace,
                         labels=dict(template.metadata.labels),
-                        annotations={REVISION: str(revision), **scale_annotations(d)},
+                        annotations={REVISION: str(revision), **scale_annotations(d),
+                                     **change_cause(d)},
                         owner_references=[podutil.controller_ref(d)])
     return t.ReplicaSet(metadata=meta, spec=t.ReplicaSetSpec(
         replicas=replicas, min_ready_seconds=d.spec.min_ready_seconds, selector=selector,
         template=template))
+
+
+def change_cause(d: t.Deployment) -> dict[str, str]:
+    """The deployment's change-cause annotation, which its new ReplicaSet records for
+    `rollout history`, as Kubernetes copies it."""
+    cause = d.metadata.annotations.get(CHANGE_CAUSE)
+    return {CHANGE_CAUSE: cause} if cause is not None else {}
 
 
 def scale_annotations(d: t.Deployment) -> dict[str, str]:
@@ -430,7 +419,7 @@ class DeploymentController(Controller):
             await self._clean_history(r)
 
     async def _sync_new_rs(self, r: Rollout) -> bool:
-        """The new ReplicaSet has the newest revision and d's minReadySeconds.
+        """The new ReplicaSet has the newest revision, d's minReadySeconds and change-cause.
 
         A rollback makes an old ReplicaSet the new one: it gets a new revision,
         and the progress deadline starts counting.
@@ -443,6 +432,7 @@ class DeploymentController(Controller):
             rs.metadata.annotations[REVISION] = str(revision)
             r.note = (RS_UPDATED, f'ReplicaSet "{rs.metadata.name}" is progressing.')
         rs.spec.min_ready_seconds = r.d.spec.min_ready_seconds
+        rs.metadata.annotations.update(change_cause(r.d))
         if rs == r.new.rs:
             return False
         r.new.rs = await self.ctx.api.update(rs)
@@ -651,41 +641,3 @@ class DeploymentController(Controller):
             waits.append(r.d.spec.progress_deadline_seconds - (now - since).total_seconds())
         if waits:
             self.queue.add_after(kinds.object_key(r.d), max(min(waits), 0) + 0.05)
-
-
-# ---------------------------------------------------------------- rollback
-
-
-async def rollback(client: ApiClient, namespace: str, name: str,
-                   to_revision: int = 0) -> t.Deployment:
-    """Put an earlier revision's pod template back (``kubectl rollout undo``).
-
-    to_revision 0 is the revision before the latest. The controller then
-    rolls that template out again, reusing its ReplicaSet under a new
-    revision number. Returns the Deployment as updated (unchanged if it
-    already has that template); errors.NotFound if there is no such revision.
-    """
-    async def attempt() -> t.Deployment:
-        d = await client.get("Deployment", name, namespace)
-        if d.spec.paused:
-            raise errors.Invalid(f'deployment "{name}" is paused: resume it to roll back')
-        replicasets, _ = await client.list("ReplicaSet", namespace)
-        owned = [rs for rs in replicasets if controlled_by(rs, d.metadata.uid)]
-        template = without_hash(revision_to_restore(owned, to_revision).spec.template)
-        if template == d.spec.template:
-            return d
-        d.spec.template.CopyFrom(template)
-        return await client.update(d)
-    return await retry_on_conflict(attempt)
-
-
-def revision_to_restore(replicasets: list[t.ReplicaSet], to_revision: int) -> t.ReplicaSet:
-    by_revision = {revision_of(rs): rs for rs in replicasets}
-    if to_revision == 0:
-        revisions = sorted(by_revision)
-        if len(revisions) < 2:
-            raise errors.NotFound("no rollout history found: nothing to roll back to")
-        to_revision = revisions[-2]
-    if to_revision not in by_revision:
-        raise errors.NotFound(f"unable to find specified revision {to_revision} in history")
-    return by_revision[to_revision]

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from minik8s import errors, kinds
 from minik8s.api.v1 import apiserver_pb2 as api
@@ -192,6 +193,20 @@ class ApiClient:
                     create_only: bool = False) -> list[api.ApplyResult]:
         req = api.ApplyRequest(manifest=manifest, namespace=namespace, create_only=create_only)
         return list((await self._unary("Apply", req)).results)
+
+    async def etcd_status(self) -> list[api.EtcdMember]:
+        """The etcd members, each with its health and whether it leads (asked of an apiserver)."""
+        return list((await self._unary("EtcdStatus", api.EtcdStatusRequest())).members)
+
+    async def endpoint_health(self, server: str, timeout: float = 2.0) -> str:
+        """One apiserver's gRPC health: "SERVING", "NOT_SERVING", or why it did not answer."""
+        self._stub(server)
+        health = health_pb2_grpc.HealthStub(self._stubs[server][0])
+        try:
+            resp = await health.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            return f"{err.code().name}: {err.details() or 'no answer'}"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
                     field_selector: str = "", resource_version: str = "",

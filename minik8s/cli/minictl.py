@@ -68,11 +68,27 @@ def apply(filenames: tuple[str, ...]) -> None:
     run(lambda client, ns: _apply(client, ns, filenames, create_only=False))
 
 
-@main.command()
-@FILENAMES
+@main.group(invoke_without_command=True)
+@click.option("-f", "--filename", "filenames", multiple=True,
+              help="manifest file, directory of manifests, or - for stdin")
 @api_options
-def create(filenames: tuple[str, ...]) -> None:
-    """Create the objects in manifests; an existing one is an error."""
+@click.pass_context
+def create(ctx: click.Context, filenames: tuple[str, ...]) -> None:
+    """Create the objects in manifests (-f); an existing one is an error.
+    Or create one object by name: see the commands below.
+
+    \b
+    Examples:
+      minictl create -f web.yaml
+      minictl create deployment web --image nginx:1.25 --replicas 3
+      minictl create namespace staging
+    """
+    if ctx.invoked_subcommand is not None:
+        if filenames:
+            raise click.UsageError("give either -f FILE or a command, not both")
+        return
+    if not filenames:
+        raise click.UsageError("Missing option '-f' / '--filename' (or a command).")
     run(lambda client, ns: _apply(client, ns, filenames, create_only=True))
 
 
@@ -118,6 +134,8 @@ class Query:
         return len(self.kinds) == 1 and len(self.names) == 1
 
     def table(self, kind: Kind) -> printers.Table:
+        if self.output and self.output.startswith(printers.CUSTOM_COLUMNS):
+            return printers.CustomColumnsTable(printers.parse_custom_columns(self.output))
         return printers.Table(kind, wide=self.output == "wide",
                               namespace_column=not self.namespace,
                               kind_prefix=len(self.kinds) > 1)
@@ -129,14 +147,23 @@ class Query:
 @click.option("-A", "--all-namespaces", is_flag=True, help="list across all namespaces")
 @click.option("-l", "--selector", default="", help="label selector, e.g. app=web,tier!=db")
 @click.option("--field-selector", default="", help="field selector, e.g. spec.nodeName=n1")
-@click.option("-o", "--output", type=click.Choice(OUTPUTS), help="output format")
+@click.option("-o", "--output", type=printers.OutputFormat(OUTPUTS),
+              help="output format; custom-columns=HEADER:.json.path,... for your own columns")
 @click.option("-w", "--watch", is_flag=True, help="after listing, print changes as they happen")
 @click.option("--watch-timeout", type=float, hidden=True, help="stop watching after SECONDS")
 @api_options
 def get(kind_words: str, names: tuple[str, ...], all_namespaces: bool, selector: str,
         field_selector: str, output: str | None, watch: bool,
         watch_timeout: float | None) -> None:
-    """Show objects: a table, or -o yaml|json|name|wide."""
+    """Show objects: a table, or -o yaml|json|name|wide|custom-columns=...
+
+    \b
+    Examples:
+      minictl get pods -o wide
+      minictl get deploy,svc -A
+      minictl get pods -o custom-columns=NAME:.metadata.name,NODE:.spec.nodeName
+      minictl get pod web-1 -o yaml
+    """
     def work(client: ApiClient, namespace: str) -> Awaitable[int]:
         query = Query(parse_kinds(kind_words), names, "" if all_namespaces else namespace,
                       selector, field_selector, output)
@@ -251,13 +278,30 @@ def _print_watched(query: Query, table: printers.Table, objs: list[Message]) -> 
 @click.option("--grace-period", type=click.IntRange(min=0), help="seconds a pod gets to stop (default: its own)")
 @click.option("--cascade", type=click.Choice(list(CASCADES)), default="background",
               show_default=True, help="what happens to the objects this one owns")
+@click.option("-l", "--selector", default="", help="delete the objects with these labels")
+@click.option("--all", "all_", is_flag=True, help="delete every object of the kinds")
 @api_options
 def delete(kind_words: str | None, names: tuple[str, ...], filenames: tuple[str, ...],
-           grace_period: int | None, cascade: str) -> None:
-    """Delete objects by kind and name, or those in a manifest."""
-    def work(client: ApiClient, namespace: str) -> Awaitable[int]:
-        targets = _delete_targets(kind_words, names, filenames, namespace)
-        return _delete(client, targets, grace_period, CASCADES[cascade])
+           grace_period: int | None, cascade: str, selector: str, all_: bool) -> None:
+    """Delete objects by kind and name, by label (-l) or all (--all), or those in a
+    manifest.
+
+    \b
+    Examples:
+      minictl delete deployment web
+      minictl delete pods -l app=web
+      minictl delete -f web.yaml --cascade=orphan
+    """
+    async def work(client: ApiClient, namespace: str) -> int:
+        if selector or all_:
+            targets = await _selected_targets(client, kind_words, names, filenames, namespace,
+                                              selector)
+            if not targets:
+                click.echo("No resources found")
+                return 0
+        else:
+            targets = _delete_targets(kind_words, names, filenames, namespace)
+        return await _delete(client, targets, grace_period, CASCADES[cascade])
     run(work)
 
 
@@ -274,6 +318,21 @@ def _delete_targets(kind_words: str | None, names: tuple[str, ...], filenames: t
         raise CliError("give KIND and at least one NAME, or -f FILE")
     return [(kind, scope(kind, namespace), name)
             for kind in parse_kinds(kind_words) for name in names]
+
+
+async def _selected_targets(client: ApiClient, kind_words: str | None, names: tuple[str, ...],
+                            filenames: tuple[str, ...], namespace: str,
+                            selector: str) -> list[tuple[Kind, str, str]]:
+    """(kind, namespace, name) of every object of the kinds matching selector (-l, --all)."""
+    if filenames or names:
+        raise CliError("name cannot be provided when a selector or --all is specified")
+    if not kind_words:
+        raise CliError("give the KIND of the objects to delete")
+    targets = []
+    for kind in parse_kinds(kind_words):
+        objs, _ = await client.list(kind.name, scope(kind, namespace), selector)
+        targets += [(kind, o.metadata.namespace, o.metadata.name) for o in objs]
+    return targets
 
 
 def _load(label: str, text: str, namespace: str) -> list[Message]:
@@ -444,6 +503,19 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 # ---------------------------------------------------------------- commands of other modules
 # (each module defines click commands; they are added to `main` here)
+
+from minik8s.cli import inspect as _inspect  # noqa: E402  (describe, events, cluster-info, completion)
+
+for _command in _inspect.COMMANDS:
+    main.add_command(_command)
+
+from minik8s.cli import nodes as _nodes  # noqa: E402  (cordon, uncordon, drain)
+from minik8s.cli import workloads as _workloads  # noqa: E402  (expose, scale, rollout, set)
+
+for _command in (*_workloads.COMMANDS, *_nodes.COMMANDS):
+    main.add_command(_command)
+for _command in _workloads.CREATE_COMMANDS:  # create deployment, create namespace
+    create.add_command(_command)
 
 
 if __name__ == "__main__":

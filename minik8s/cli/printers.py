@@ -3,16 +3,22 @@
 PRINTERS maps a kind name to its Columns: the headers and a row function,
 plus the extra headers and row function of `-o wide`. A row function takes the
 object and the current time (for AGE) and returns one string per header.
+`-o custom-columns=` tables take their headers and cells (JSON paths into the
+object's Kubernetes-style JSON) from the user instead.
 """
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import click
+from click.shell_completion import CompletionItem
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from minik8s import manifest
 from minik8s.kinds import Kind
 
 RowFn = Callable[[Any, datetime.datetime], list[str]]
@@ -246,10 +252,31 @@ def lease_row(lease: Any, now: datetime.datetime) -> list[str]:
     return [lease.metadata.name, lease.spec.holder_identity or NONE, age(lease, now)]
 
 
+def event_time(ev: Any) -> Timestamp:
+    """When an event last happened: lastTimestamp, else firstTimestamp, else its creation."""
+    for ts in (ev.last_timestamp, ev.first_timestamp):
+        if ts.seconds or ts.nanos:
+            return ts
+    return ev.metadata.creation_timestamp
+
+
+def event_age(ev: Any, now: datetime.datetime) -> str:
+    """LAST SEEN, as kubectl: "45s", or "3m (x5 over 10m)" for a repeated event."""
+    seen = since(event_time(ev), now)
+    first = ev.first_timestamp
+    if ev.count > 1 and (first.seconds or first.nanos):
+        return f"{seen} (x{ev.count} over {since(first, now)})"
+    return seen
+
+
+def event_sort_key(ev: Any) -> tuple[int, str]:
+    """Oldest first, as `kubectl events` lists them."""
+    return event_time(ev).ToNanoseconds(), ev.metadata.name
+
+
 def event_row(ev: Any, now: datetime.datetime) -> list[str]:
-    seen = ev.last_timestamp if ev.HasField("last_timestamp") else ev.metadata.creation_timestamp
     ref = ev.involved_object
-    return [since(seen, now), ev.type, ev.reason, f"{ref.kind.lower()}/{ref.name}",
+    return [event_age(ev, now), ev.type, ev.reason, f"{ref.kind.lower()}/{ref.name}",
             ev.message]
 
 
@@ -324,3 +351,164 @@ def render_row(cells: Sequence[str], widths: Sequence[int]) -> str:
     padded = [c.ljust(max(w + PADDING, MIN_WIDTH)) for c, w in zip(cells[:-1], widths[:-1],
                                                                    strict=True)]
     return "".join(padded) + cells[-1]
+
+
+# ---------------------------------------------------------------- -o custom-columns
+
+CUSTOM_COLUMNS = "custom-columns="
+JsonPath = tuple[str | int | slice, ...]
+
+
+class CustomColumn(NamedTuple):
+    header: str
+    path: JsonPath
+
+
+def parse_custom_columns(spec: str) -> list[CustomColumn]:
+    """kubectl's "NAME:.metadata.name,NODE:.spec.nodeName" (the custom-columns= prefix
+    optional); ValueError naming the bad part."""
+    spec = spec.removeprefix(CUSTOM_COLUMNS)
+    if not spec.strip():
+        raise ValueError("custom-columns format specified but no custom columns given")
+    columns = []
+    for part in spec.split(","):
+        header, sep, expr = part.partition(":")
+        if not sep or not header.strip() or not expr.strip():
+            raise ValueError(f"unexpected custom-columns spec: {part!r}, "
+                             "expected <header>:<json-path-expr>")
+        columns.append(CustomColumn(header.strip(), parse_json_path(expr.strip())))
+    return columns
+
+
+def parse_json_path(expr: str) -> JsonPath:
+    """A relaxed JSONPath as kubectl takes it: ".spec.containers[0].image",
+    "spec.nodeName" or "{.metadata.name}"; "[*]" for every item, "['a.b/c']" or
+    "a\\.b" for a key with dots in it."""
+    text = expr[1:-1] if expr.startswith("{") and expr.endswith("}") else expr
+    tokens: list[str | int | slice] = []
+    name, i = "", 0
+
+    def flush() -> None:
+        nonlocal name
+        if name:
+            tokens.append(name)
+        name = ""
+
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            name += text[i + 1]
+            i += 2
+        elif c == ".":
+            flush()
+            i += 1
+        elif c == "[":
+            flush()
+            end = text.find("]", i)
+            if end < 0:
+                raise ValueError(f"unclosed [ in {expr!r}")
+            tokens.append(_subscript(text[i + 1:end], expr))
+            i = end + 1
+        else:
+            name += c
+            i += 1
+    flush()
+    if not tokens:
+        raise ValueError(f"empty JSON path {expr!r}")
+    return tuple(tokens)
+
+
+def _subscript(inner: str, expr: str) -> str | int | slice:
+    inner = inner.strip()
+    if len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
+        return inner[1:-1]
+    try:
+        if inner == "*":
+            return slice(None)
+        if ":" in inner:
+            start, _, stop = inner.partition(":")
+            return slice(int(start) if start else None, int(stop) if stop else None)
+        return int(inner)
+    except ValueError:
+        raise ValueError(f"invalid subscript [{inner}] in {expr!r}") from None
+
+
+def json_path_values(data: Any, path: JsonPath) -> list[Any]:
+    """Every value the path reaches in plain JSON data; [] when it reaches none."""
+    current = [data]
+    for token in path:
+        found: list[Any] = []
+        for value in current:
+            if isinstance(token, slice):
+                if isinstance(value, list):
+                    found += value[token]
+                elif isinstance(value, dict) and token == slice(None):
+                    found += value.values()
+            elif isinstance(token, int):
+                if isinstance(value, list) and -len(value) <= token < len(value):
+                    found.append(value[token])
+            elif isinstance(value, dict) and token in value:
+                found.append(value[token])
+        current = found
+    return current
+
+
+def json_cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def custom_cell(data: Any, path: JsonPath) -> str:
+    """One cell: the values joined by commas, or <none>."""
+    return ",".join(json_cell(v) for v in json_path_values(data, path)) or NONE
+
+
+class CustomColumnsTable(Table):
+    """-o custom-columns: the user's headers, each cell a JSON path into the object's
+    Kubernetes-style JSON (manifest.to_dict)."""
+
+    def __init__(self, columns: Sequence[CustomColumn]) -> None:
+        self.custom = list(columns)
+        self.headers = [c.header for c in self.custom]
+        self.widths = []
+
+    def row(self, obj: Message, now: datetime.datetime) -> list[str]:
+        data = manifest.to_dict(obj)
+        return [custom_cell(data, c.path) for c in self.custom]
+
+
+class OutputFormat(click.ParamType):
+    """`get -o`: one of the fixed formats, or custom-columns=SPEC (checked here, so a
+    bad spec is a usage error before anything is fetched)."""
+
+    name = "format"
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self.choices = tuple(choices)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return f"[{'|'.join(self.choices)}|{CUSTOM_COLUMNS}SPEC]"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        if value in self.choices:
+            return value
+        if isinstance(value, str) and value.startswith(CUSTOM_COLUMNS):
+            try:
+                parse_custom_columns(value)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+            return value
+        if isinstance(value, str) and value.startswith(("jsonpath", "go-template")):
+            self.fail(f"{value.partition('=')[0]} output is not supported; "
+                      f"use -o {CUSTOM_COLUMNS}HEADER:.json.path,...", param, ctx)
+        self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))} "
+                  f"or {CUSTOM_COLUMNS}SPEC", param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter,
+                       incomplete: str) -> list[CompletionItem]:
+        return [CompletionItem(c) for c in (*self.choices, CUSTOM_COLUMNS)
+                if c.startswith(incomplete)]

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from controller_manager.deployment import HASH_LABEL, MAX_REPLICAS, REVISION, rollback
+from controller_manager.deployment import HASH_LABEL, MAX_REPLICAS, REVISION
 from controller_manager.pods import is_ready
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
+from minik8s.rollout import rollback
 from tests.integration.conftest import _start
 from tests.integration.helpers import FakeKubelet, Watching, eventually, ready_node
 

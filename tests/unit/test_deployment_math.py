@@ -16,7 +16,6 @@ from controller_manager.deployment import (
     old_rs_replicas,
     progressed,
     proportional,
-    revision_to_restore,
     scaled_value,
     set_condition,
     take_oldest_first,
@@ -25,6 +24,7 @@ from controller_manager.deployment import (
 )
 from minik8s import errors
 from minik8s.api.v1 import types_pb2 as t
+from minik8s.rollout import revision_to_restore
 
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 

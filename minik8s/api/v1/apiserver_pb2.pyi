@@ -178,3 +178,33 @@ class ApplyResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[ApplyResult]
     def __init__(self, results: _Optional[_Iterable[_Union[ApplyResult, _Mapping]]] = ...) -> None: ...
+
+class EtcdStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EtcdMember(_message.Message):
+    __slots__ = ("name", "client_urls", "healthy", "leader", "db_size", "error", "id", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    DB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    client_urls: _containers.RepeatedScalarFieldContainer[str]
+    healthy: bool
+    leader: bool
+    db_size: int
+    error: str
+    id: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ..., healthy: _Optional[bool] = ..., leader: _Optional[bool] = ..., db_size: _Optional[int] = ..., error: _Optional[str] = ..., id: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class EtcdStatusResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[EtcdMember]
+    def __init__(self, members: _Optional[_Iterable[_Union[EtcdMember, _Mapping]]] = ...) -> None: ...

@@ -79,6 +79,11 @@ class ApiServerStub:
                 request_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.ApplyRequest.SerializeToString,
                 response_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.ApplyResponse.FromString,
                 _registered_method=True)
+        self.EtcdStatus = channel.unary_unary(
+                '/minik8s.api.v1.ApiServer/EtcdStatus',
+                request_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusRequest.SerializeToString,
+                response_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ApiServerServicer:
@@ -138,6 +143,12 @@ class ApiServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EtcdStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +196,11 @@ def add_ApiServerServicer_to_server(servicer, server):
                     servicer.Apply,
                     request_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.ApplyRequest.FromString,
                     response_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.ApplyResponse.SerializeToString,
+            ),
+            'EtcdStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.EtcdStatus,
+                    request_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusRequest.FromString,
+                    response_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +446,33 @@ class ApiServer:
             '/minik8s.api.v1.ApiServer/Apply',
             minik8s_dot_api_dot_v1_dot_apiserver__pb2.ApplyRequest.SerializeToString,
             minik8s_dot_api_dot_v1_dot_apiserver__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EtcdStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minik8s.api.v1.ApiServer/EtcdStatus',
+            minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusRequest.SerializeToString,
+            minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
