@@ -52,7 +52,12 @@ def main() -> None:
 
 @main.command()
 def version() -> None:
-    """Print the client version."""
+    """Print the client version.
+
+    \b
+    Examples:
+      minictl version
+    """
     click.echo(f"Client Version: v{importlib.metadata.version('minik8s')}")
 
 
@@ -64,7 +69,14 @@ FILENAMES = click.option("-f", "--filename", "filenames", multiple=True, require
 @FILENAMES
 @api_options
 def apply(filenames: tuple[str, ...]) -> None:
-    """Create or update the objects in manifests."""
+    """Create or update the objects in manifests.
+
+    \b
+    Examples:
+      minictl apply -f web.yaml
+      minictl apply -f manifests/ -n shop
+      cat web.yaml | minictl apply -f -
+    """
     run(lambda client, ns: _apply(client, ns, filenames, create_only=False))
 
 
@@ -374,7 +386,14 @@ async def _delete(client: ApiClient, targets: list[tuple[Kind, str, str]],
 @api_options
 def logs(pod: str, container: str, follow: bool, tail: int, previous: bool,
          timestamps: bool) -> None:
-    """Print the log of a container in a pod."""
+    """Print the log of a container in a pod.
+
+    \b
+    Examples:
+      minictl logs web-7d9f-abc12
+      minictl logs web-7d9f-abc12 -c side -f --tail 20
+      minictl logs web-7d9f-abc12 --previous
+    """
     options = {"container": container, "follow": follow, "tail_lines": tail,
                "previous": previous, "timestamps": timestamps}
     run(lambda client, ns: _logs(client, ns, pod, options))
@@ -406,6 +425,11 @@ def exec_(pod: str, command: tuple[str, ...], container: str) -> None:
     """Run a command in a container: minictl exec POD -- CMD ARGS...
 
     Exits with the command's exit status.
+
+    \b
+    Examples:
+      minictl exec web-7d9f-abc12 -- wget -qO- http://127.0.0.1:8080/
+      minictl exec web-7d9f-abc12 -c side -- sh -c 'ls /data'
     """
     run(lambda client, ns: _exec(client, ns, pod, container, command))
 
@@ -433,7 +457,13 @@ def image() -> None:
               help="a `docker save` archive to load (as well as any IMAGE)")
 @api_options
 def image_load(images: tuple[str, ...], archive: str | None) -> None:
-    """Copy images from the local Docker engine, or an archive, to every node."""
+    """Copy images from the local Docker engine, or an archive, to every node.
+
+    \b
+    Examples:
+      minictl image load myapp:1.0
+      minictl image load --file myapp.tar
+    """
     if not images and not archive:
         raise click.UsageError("give at least one IMAGE, or --file ARCHIVE")
     run(lambda client, _ns: _image_load(client, images, archive))
