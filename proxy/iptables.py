@@ -70,9 +70,11 @@ class IptablesProxier:
         saved = {table: _run(["iptables-save", "-t", table]) for table in ("nat", "filter")}
         self._ensure_hooks(saved)
         wanted = render(ports, self.chains, self.cluster_cidr)
+        declared = {table: set(_our_chains(_section(wanted, table), self.chains.prefix))
+                    for table in saved}
         stale = [(table, chain) for table, text in saved.items()
                  for chain in _our_chains(text, self.chains.prefix)
-                 if f":{chain} " not in _section(wanted, table)]
+                 if chain not in declared[table]]
         text = render(ports, self.chains, self.cluster_cidr, stale) if stale else wanted
         _run(["iptables-restore", "--noflush"], stdin=text)
         self.rules = sum(line.startswith("-A ") for line in text.splitlines())
