@@ -4,19 +4,29 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 WORKDIR ?= .work/cluster
 
-.PHONY: up down images test unit integration lint bench proto proto-check venv
+.PHONY: up down local-up local-down images test unit integration e2e lint bench proto \
+        proto-check venv
 
+# The 3-master cluster in containers (deploy/docker-compose.yml): etcd, apiserver,
+# scheduler and controller-manager x3, two nodes with Docker engines of their own.
 up: venv
+	scripts/compose-up.sh
+
+down:
+	scripts/compose-down.sh
+
+# The same cluster as processes on this machine; its kubelets share the host's engine.
+local-up: venv
 	scripts/install-deps.sh
 	scripts/start-docker.sh
 	scripts/build-images.sh
 	scripts/up.sh $(WORKDIR)
 
+local-down:
+	@if [ -f $(WORKDIR)/cluster.json ]; then $(BIN)/minik8s local-up --down --workdir $(WORKDIR); fi
+
 images:
 	scripts/start-docker.sh && scripts/build-images.sh
-
-down:
-	@if [ -f $(WORKDIR)/cluster.json ]; then $(BIN)/minik8s local-up --down --workdir $(WORKDIR); fi
 
 test: venv images
 	$(BIN)/ruff check .
@@ -28,6 +38,9 @@ unit: venv
 integration: venv images
 	$(BIN)/pytest -q tests/integration
 
+e2e: venv images
+	$(BIN)/pytest -q tests/e2e
+
 lint: venv
 	$(BIN)/ruff check .
 
@@ -37,6 +50,7 @@ bench: venv
 	$(BIN)/python -m bench.failover
 	$(BIN)/python -m bench.controllers
 	$(BIN)/python -m bench.pod_startup
+	$(BIN)/python -m bench.proxy
 
 proto: venv
 	$(BIN)/python proto/generate.py

@@ -12,6 +12,8 @@ declare -A want=(
   [curl]=curl
   [gcc]=gcc
   [busybox]=busybox-static
+  [debootstrap]=debootstrap
+  [docker-compose]=docker-compose
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make up`: start a local cluster (etcd, apiservers, schedulers, controller-managers: 3 each;
+# `make local-up`: start a local cluster (etcd, apiservers, schedulers, controller-managers: 3 each;
 # 2 kubelets on the host's Docker engine, a proxy), run examples/hello.yaml and show it working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,4 +53,4 @@ echo
 echo "\$ minictl get leases -n kube-system"
 "$bin/minictl" get leases -n kube-system
 echo
-echo "The cluster is up. Try: $bin/minictl get pods -A   (stop it with: make down)"
+echo "The cluster is up. Try: $bin/minictl get pods -A   (stop it with: make local-down)"

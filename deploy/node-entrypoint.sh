@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A minik8s worker node in a container (like kind): its own Docker engine, then the
+# kubelet and the proxy. SIGTERM/SIGINT stop all three (kubelet and proxy first); when
+# any of them dies the others are stopped and the container exits non-zero, so its
+# restart policy brings the whole node back.
+#
+# Environment: NODE_NAME (default: hostname), MINIK8S_SERVERS (apiservers host:port,...),
+# CLUSTER_CIDR, SERVICE_CIDR, NODE_IP (default: this container's address on eth0),
+# DOCKERD_ARGS (extra dockerd flags), KUBELET_ARGS / PROXY_ARGS (extra flags), LOG_LEVEL.
+set -uo pipefail
+
+NODE_NAME=${NODE_NAME:-$(hostname)}
+SERVERS=${MINIK8S_SERVERS:?set MINIK8S_SERVERS to the apiservers, host:port,...}
+CLUSTER_CIDR=${CLUSTER_CIDR:-10.244.0.0/16}
+SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
+LOG_LEVEL=${LOG_LEVEL:-INFO}
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+
+say() { echo "node-entrypoint[$NODE_NAME]: $*" >&2; }
+
+if [ -z "${NODE_IP:-}" ]; then
+  NODE_IP=$(ip -4 -o addr show dev eth0 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')
+fi
+[ -n "$NODE_IP" ] || { say "cannot find this container's IPv4 address on eth0 (set NODE_IP)"; exit 1; }
+
+stopping=0
+stop_all() {  # stop kubelet and proxy, then the engine (which stops the pods' containers)
+  stopping=1
+  local pid
+  for pid in "${kubelet_pid:-}" "${proxy_pid:-}"; do
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "${kubelet_pid:-}" "${proxy_pid:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null
+  done
+  if [ -n "${dockerd_pid:-}" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
+    kill -TERM "$dockerd_pid" 2>/dev/null
+    wait "$dockerd_pid" 2>/dev/null
+  fi
+}
+on_signal() {
+  say "$1: stopping kubelet, proxy and dockerd"
+  stop_all
+  exit 0
+}
+trap 'on_signal SIGTERM' TERM
+trap 'on_signal SIGINT' INT
+
+# A restarted container keeps its filesystem: drop what the previous engine left behind.
+rm -f /var/run/docker.pid /var/run/docker.sock /var/run/docker/containerd/containerd.pid
+# /proc/sys is read-only in a container: compose sets these with `sysctls:` (docker run: --sysctl)
+for key in net.ipv4.ip_forward net.ipv4.conf.all.route_localnet; do
+  [ "$(cat "/proc/sys/${key//.//}" 2>/dev/null)" = 1 ] || say "warning: $key is not 1 (pods on other nodes and 127.0.0.1 NodePorts may not work)"
+done
+
+say "node IP $NODE_IP; starting dockerd (log: $DOCKERD_LOG)"
+# shellcheck disable=SC2086
+dockerd --host unix:///var/run/docker.sock ${DOCKERD_ARGS:-} >"$DOCKERD_LOG" 2>&1 &
+dockerd_pid=$!
+for _ in $(seq 300); do
+  if docker version >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$dockerd_pid" 2>/dev/null; then
+    say "dockerd exited; last lines of its log:"; tail -n 30 "$DOCKERD_LOG" >&2; exit 1
+  fi
+  sleep 0.2
+done
+docker version >/dev/null 2>&1 || { say "dockerd did not answer within 60 s"; tail -n 30 "$DOCKERD_LOG" >&2; stop_all; exit 1; }
+say "dockerd answers ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
+
+# Node-mode networking (a pod bridge per node, routes to the other nodes) when the kubelet has it.
+kubelet_net=()
+if minik8s kubelet --help 2>/dev/null | grep -q -- '--network-mode'; then
+  kubelet_net=(--network-mode node)
+else
+  say "this kubelet has no --network-mode: pods get the shared-bridge network (no cross-node pod traffic)"
+fi
+
+# shellcheck disable=SC2086
+minik8s kubelet --node-name "$NODE_NAME" --server "$SERVERS" "${kubelet_net[@]}" \
+  --pod-network minik8s --cluster-cidr "$CLUSTER_CIDR" --node-ip "$NODE_IP" \
+  --bind-address 0.0.0.0 --port 10250 --http-port 10248 --log-level "$LOG_LEVEL" ${KUBELET_ARGS:-} &
+kubelet_pid=$!
+# shellcheck disable=SC2086
+minik8s proxy --node-name "$NODE_NAME" --server "$SERVERS" \
+  --service-cidr "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" --node-ip "$NODE_IP" \
+  --bind-address 0.0.0.0 --port 10256 --http-port 10249 --log-level "$LOG_LEVEL" ${PROXY_ARGS:-} &
+proxy_pid=$!
+
+# Wait for the first of the three to end (a trapped signal also ends the wait).
+wait -n "$dockerd_pid" "$kubelet_pid" "$proxy_pid"
+rc=$?
+[ "$stopping" = 1 ] && exit 0
+for name in dockerd kubelet proxy; do
+  var=${name}_pid
+  if ! kill -0 "${!var}" 2>/dev/null; then say "$name exited (status $rc): stopping the node"; fi
+done
+stop_all
+exit 1

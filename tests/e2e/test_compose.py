@@ -1,0 +1,252 @@
+"""The compose cluster (deploy/docker-compose.yml) end to end.
+
+These tests build the image, start 14 containers and break some of them
+(MINIK8S_SKIP_E2E=1 skips them). The module brings up a compose project of
+its own, `minik8s-e2e`, with scripts/compose-up.sh (after a compose-down of
+that project, so it starts clean; a cluster of yours from `make up` is left
+alone) and removes it at the end. Traffic goes only to 127.0.0.1 (published ports) and, through
+minictl's logs/exec, to the project's own containers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+if os.environ.get("MINIK8S_SKIP_E2E") == "1":
+    pytest.skip("MINIK8S_SKIP_E2E=1", allow_module_level=True)
+
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "minik8s-e2e"
+STATE = ROOT / ".work" / "compose" / PROJECT
+COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
+MINICTL = ROOT / ".venv" / "bin" / "minictl"
+LABELS = (f"com.docker.compose.project={PROJECT}", f"io.minik8s.compose={PROJECT}")
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float, what: str, interval: float = 1.0) -> T:
+    """check()'s first truthy result within timeout; AssertionError naming `what` if none."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except (subprocess.CalledProcessError, OSError, ValueError, KeyError) as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
+        time.sleep(interval)
+
+
+def run(*argv: str | Path, env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in argv], env=env, cwd=ROOT, check=check, text=True,
+                          capture_output=True, timeout=timeout, input=stdin)
+
+
+def compose_cmd() -> list[str]:
+    if run("docker", "compose", "version", check=False).returncode == 0:
+        return ["docker", "compose", "-p", PROJECT, "-f", str(COMPOSE_FILE)]
+    return ["docker-compose", "-p", PROJECT, "-f", str(COMPOSE_FILE)]
+
+
+@dataclass
+class Compose:
+    env: dict[str, str]          # minictl's environment (MINIK8S_CONFIG of this cluster)
+    settings: dict[str, str]     # .work/compose/env: subnet and published ports
+
+    def minictl(self, *args: str, stdin: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(MINICTL, *args, env=self.env, stdin=stdin, check=check, timeout=60)
+
+    def get(self, *args: str) -> dict[str, Any]:
+        return json.loads(self.minictl("get", *args, "-o", "json").stdout)
+
+    def container(self, service: str) -> str:
+        out = run(*compose_cmd(), "ps", "-q", service).stdout.split()
+        assert out, f"no container for service {service}"
+        return out[0]
+
+    def nodeport(self, node: str) -> int:
+        return int(self.settings[f"MINIK8S_NODEPORT_{node.split('-')[1]}"])
+
+
+def labelled(kind: str) -> set[str]:
+    """Names of the Docker objects of this kind (container, network, volume) labelled as ours."""
+    found: set[str] = set()
+    for label in LABELS:
+        argv = ["docker", kind, "ls", "--filter", f"label={label}", "--format", "{{.Name}}"]
+        if kind == "container":
+            argv = ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"]
+        found |= set(run(*argv).stdout.split())
+    return found
+
+
+def compose_down() -> subprocess.CompletedProcess[str]:
+    return run(ROOT / "scripts" / "compose-down.sh", check=False, timeout=300,
+               env=dict(os.environ, MINIK8S_COMPOSE_PROJECT=PROJECT))
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
+    config = tmp_path_factory.mktemp("compose") / "config"
+    # leave ~/.minik8s/config and a compose cluster of the user's alone
+    env = dict(os.environ, MINIK8S_CONFIG=str(config), MINIK8S_COMPOSE_PROJECT=PROJECT)
+    env.pop("MINIK8S_SERVERS", None)
+    compose_down()
+    log = tmp_path_factory.getbasetemp() / "compose-up.log"
+    with open(log, "w") as out:
+        proc = subprocess.run([str(ROOT / "scripts" / "compose-up.sh")], env=env, cwd=ROOT,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=840, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-60:])
+        compose_down()
+        pytest.fail(f"scripts/compose-up.sh failed ({proc.returncode}); log {log}:\n{tail}")
+    settings = dict(line.split("=", 1) for line in
+                    (STATE / "env").read_text().split())
+    try:
+        yield Compose(env=env, settings=settings)
+    finally:
+        compose_down()
+
+
+def pods(c: Compose, selector: str = "app=hello") -> list[dict[str, Any]]:
+    return c.get("pods", "-l", selector)["items"]
+
+
+def live(pod: dict[str, Any]) -> bool:
+    return not pod["metadata"].get("deletionTimestamp")
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return live(pod) and any(cond["type"] == "Ready" and cond["status"] == "True"
+                             for cond in pod.get("status", {}).get("conditions", []))
+
+
+def node_ready(c: Compose, name: str) -> bool:
+    node = c.get("node", name)
+    return any(cond["type"] == "Ready" and cond["status"] == "True"
+               for cond in node.get("status", {}).get("conditions", []))
+
+
+def fetch(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as resp:
+        return resp.read().decode().strip()
+
+
+def answers(port: int, count: int) -> list[str]:
+    out = []
+    for _ in range(count):
+        try:
+            out.append(fetch(port))
+        except (urllib.error.URLError, OSError) as exc:
+            out.append(f"error: {exc}")
+    return out
+
+
+def test_bring_up_and_demo_answers_on_nodeport(compose: Compose) -> None:
+    nodes = compose.get("nodes")["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == ["node-0", "node-1"]
+    assert all(node_ready(compose, n["metadata"]["name"]) for n in nodes)
+    hello = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(compose) if ready(p)}
+    assert len(hello) == 3, hello
+    assert compose.get("svc", "hello")["spec"]["ports"][0]["nodePort"] == 30080
+    for node in ("node-0", "node-1"):
+        got = answers(compose.nodeport(node), 24)
+        assert set(got) <= set(hello), f"through {node}: {got}"
+        # random balancing over three pods: in 24 tries every pod answers, the other node's too
+        elsewhere = {name for name, on in hello.items() if on != node}
+        assert elsewhere <= set(got), f"through {node}, pods elsewhere {elsewhere} never answered"
+
+
+def test_cluster_info_shows_three_apiservers(compose: Compose) -> None:
+    if compose.minictl("cluster-info", "--help", check=False).returncode != 0:
+        pytest.skip("this minictl has no cluster-info")
+    out = compose.minictl("cluster-info").stdout
+    apiservers = [line for line in out.splitlines() if line.startswith("apiserver ")]
+    assert len(apiservers) == 3, out
+    assert all("healthy" in line for line in apiservers), out
+
+
+def lease_holder(c: Compose, name: str) -> str:
+    return c.get("lease", name, "-n", "kube-system")["spec"].get("holderIdentity", "")
+
+
+POD = """apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{test: compose}}}}
+spec:
+  containers:
+  - name: web
+    image: minik8s/echo:latest
+    imagePullPolicy: Never
+"""
+
+
+def test_scheduler_leader_killed_another_leads_and_schedules(compose: Compose) -> None:
+    holder = eventually(lambda: lease_holder(compose, "kube-scheduler"), 30, "a scheduler leads")
+    service = holder.split("_")[0]          # host_pid_random; the host is the service name
+    assert service.startswith("scheduler-"), holder
+    victim = compose.container(service)
+    run("docker", "kill", victim)
+    try:
+        new = eventually(lambda: (h := lease_holder(compose, "kube-scheduler"))
+                         and not h.startswith(service + "_") and h, 30,
+                         f"another scheduler takes the lease from {holder}")
+        assert new.split("_")[0] in {"scheduler-0", "scheduler-1", "scheduler-2"} - {service}
+        compose.minictl("apply", "-f", "-", stdin=POD.format(name="after-failover"))
+        pod = eventually(lambda: (p := compose.get("pod", "after-failover"))["spec"].get("nodeName")
+                         and p, 30, "the new leader schedules a pod")
+        assert pod["spec"]["nodeName"] in {"node-0", "node-1"}
+        eventually(lambda: ready(compose.get("pod", "after-failover")), 60, "the pod runs")
+    finally:
+        compose.minictl("delete", "pod", "after-failover", check=False)
+        run("docker", "start", victim, check=False)   # `docker kill` is a manual stop: no restart
+
+
+def test_node_stopped_goes_not_ready_and_pods_move(compose: Compose) -> None:
+    before = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(compose) if ready(p)}
+    assert before, "no hello pods to move"
+    on_node1 = [n for n in before.values() if n == "node-1"]
+    victim, survivor = ("node-1", "node-0") if on_node1 else ("node-0", "node-1")
+    container = compose.container(victim)
+    run("docker", "stop", "-t", "30", container, timeout=90)
+    try:
+        eventually(lambda: not node_ready(compose, victim), 60, f"{victim} goes NotReady")
+
+        def moved() -> bool:
+            now = [p for p in pods(compose) if ready(p)]
+            return len(now) == 3 and all(p["spec"]["nodeName"] == survivor for p in now)
+        eventually(moved, 120, f"the hello pods run again, all on {survivor}", interval=2)
+        current = {p["metadata"]["name"] for p in pods(compose) if ready(p)}
+        got = eventually(lambda: (a := answers(compose.nodeport(survivor), 6))
+                         and set(a) <= current and a, 30,
+                         f"the NodePort of {survivor} answers from the moved pods")
+        assert set(got) <= current
+    finally:
+        run("docker", "start", container, check=False)
+    eventually(lambda: node_ready(compose, victim), 120, f"{victim} comes back Ready", interval=2)
+
+
+def test_compose_down_leaves_nothing(compose: Compose) -> None:
+    assert labelled("container"), "the project should be running before compose-down"
+    proc = compose_down()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert labelled("container") == set()
+    assert labelled("network") == set()
+    assert labelled("volume") == set()
+    assert not STATE.exists()
