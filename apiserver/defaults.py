@@ -101,7 +101,10 @@ def _stateful_set(ss: t.StatefulSet) -> None:
     _replicas(ss.spec)
     _revision_history(ss.spec)
     ss.spec.pod_management_policy = ss.spec.pod_management_policy or "OrderedReady"
-    ss.spec.update_strategy.type = ss.spec.update_strategy.type or "RollingUpdate"
+    strategy = ss.spec.update_strategy
+    strategy.type = strategy.type or "RollingUpdate"
+    if strategy.type == "RollingUpdate" and not strategy.rolling_update.HasField("partition"):
+        strategy.rolling_update.partition = 0
     pod_spec(ss.spec.template.spec)
 
 

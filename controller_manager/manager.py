@@ -13,6 +13,7 @@ from controller_manager.namespace import NamespaceController
 from controller_manager.nodeipam import NodeIpamController
 from controller_manager.nodelifecycle import NodeLifecycleController
 from controller_manager.replicaset import ReplicaSetController
+from controller_manager.statefulset import StatefulSetController
 from minik8s.client import ApiClient
 from minik8s.component import Setup, Work
 from minik8s.events import EventRecorder
@@ -22,9 +23,10 @@ from minik8s.leaderelection import LeadershipLost
 log = logging.getLogger("minik8s.controller-manager")
 
 CONTROLLERS: tuple[type[Controller], ...] = (ReplicaSetController, DaemonSetController,
-                                             EndpointsController, DeploymentController,
-                                             NodeLifecycleController, NodeIpamController,
-                                             GarbageCollector, NamespaceController)
+                                             StatefulSetController, EndpointsController,
+                                             DeploymentController, NodeLifecycleController,
+                                             NodeIpamController, GarbageCollector,
+                                             NamespaceController)
 
 
 def setup(options: Options, identity: str) -> Setup:

@@ -19,6 +19,9 @@ from minik8s.api.v1 import types_pb2 as t
 from minik8s.quantity import cpu_millis, to_bytes
 
 DEFAULT_GRACE = 30
+# on the Docker volume of a persistentVolumeClaim: whose claim it holds
+CLAIM_NAMESPACE_LABEL = f"{labels.PREFIX}.claim.namespace"
+CLAIM_NAME_LABEL = f"{labels.PREFIX}.claim.name"
 
 
 @dataclass(frozen=True)
@@ -125,14 +128,38 @@ def limits_of(resources: t.ResourceRequirements) -> dict[str, Any]:
 
 
 def mounts_of(container: t.Container, pod: t.Pod, volume_dirs: dict[str, str]) -> list[str]:
-    """Docker binds "host:container[:ro]" for the container's volume mounts."""
+    """Docker binds "source:container[:ro]" for the container's volume mounts.
+
+    The source is a host directory, or for a persistentVolumeClaim the name of
+    a Docker volume (see claim_volume_name), which takes no subPath (the
+    engine's API 1.41 has no volume subpaths). A claim mounted readOnly in
+    the pod's volume is read-only in every container.
+    """
+    claims = {v.name: v.persistent_volume_claim for v in pod.spec.volumes
+              if v.HasField("persistent_volume_claim")}
     binds = []
     for mount in container.volume_mounts:
         source = volume_dirs[mount.name]
+        claim = claims.get(mount.name)
         if mount.sub_path:
+            if claim is not None:
+                raise ValueError(f'volume "{mount.name}": subPath is not supported on a '
+                                 "persistentVolumeClaim volume")
             source = f"{source}/{mount.sub_path}"
-        binds.append(f"{source}:{mount.mount_path}:{'ro' if mount.read_only else 'rw'}")
+        read_only = mount.read_only or (claim is not None and claim.read_only)
+        binds.append(f"{source}:{mount.mount_path}:{'ro' if read_only else 'rw'}")
     return binds
+
+
+def claim_volume_name(cluster: str, namespace: str, claim: str) -> str:
+    """The Docker volume holding a claim's data on a node: minik8s-<cluster>-<namespace>-<claim>."""
+    return f"minik8s-{cluster}-{namespace}-{claim}"
+
+
+def claim_volume_labels(cluster: str, namespace: str, claim: str) -> dict[str, str]:
+    """What a claim's Docker volume is labelled with: the cluster (so tearing the
+    cluster down removes it) and the claim it holds."""
+    return {labels.CLUSTER: cluster, CLAIM_NAMESPACE_LABEL: namespace, CLAIM_NAME_LABEL: claim}
 
 
 def service_env(services: list[t.Service]) -> dict[str, str]:

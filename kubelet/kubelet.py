@@ -60,6 +60,8 @@ class KubeletOptions:
     status_interval: float = 10.0
     lease_renew_interval: float = 2.0
     resync_interval: float = 30.0
+    cluster_dns: str = ""
+    cluster_domain: str = "cluster.local"
 
 
 class Kubelet:
@@ -82,7 +84,8 @@ class Kubelet:
         owner = Owner(opts.cluster, opts.node_name)
         self.syncer = PodSyncer(
             PodConfig(owner=owner, pause_image=opts.pause_image, host_ip=opts.node_ip,
-                      root_dir=opts.root_dir,
+                      root_dir=opts.root_dir, cluster_dns=opts.cluster_dns,
+                      cluster_domain=opts.cluster_domain,
                       crash_backoff=(opts.crash_backoff_initial, opts.crash_backoff_max)),
             self.client, self.runtime, self.pods, self.services, self.probes, self.events,
             requeue=self.queue.add_after)

@@ -29,7 +29,17 @@ from pathlib import Path
 
 from kubelet import ipam, labels
 from kubelet.backoff import Backoff
-from kubelet.containers import Owner, app_spec, docker_name, grace_of, sandbox_spec, service_env
+from kubelet.containers import (
+    Owner,
+    app_spec,
+    claim_volume_labels,
+    claim_volume_name,
+    docker_name,
+    grace_of,
+    sandbox_spec,
+    service_env,
+)
+from kubelet.dns import resolv_conf
 from kubelet.prober import ProbeManager
 from kubelet.runtime import EngineError, Instance, Runtime
 from kubelet.status import TERMINAL, Note, Observed, pod_status, runs_of
@@ -51,6 +61,8 @@ class PodConfig:
     host_ip: str
     root_dir: Path
     crash_backoff: tuple[float, float] = (10.0, 300.0)   # initial, cap (seconds)
+    cluster_dns: str = ""          # the kube-dns ClusterIP pods resolve through
+    cluster_domain: str = "cluster.local"
 
 
 class PodSyncer:
@@ -267,6 +279,9 @@ class PodSyncer:
                 restart_count=restart_count, init=init,
                 service_env=service_env(self._services(pod.metadata.namespace)),
                 volume_dirs=volume_dirs)
+            resolv = await self._resolv_conf(pod)
+            if resolv:
+                host["binds"].append(f"{resolv}:/etc/resolv.conf:ro")
             container_id = await self.runtime.create(
                 docker_name(pod, spec.name, restart_count), config, host)
         except (EngineError, OSError, ValueError) as err:
@@ -292,10 +307,14 @@ class PodSyncer:
         return self.config.root_dir / "pods" / uid
 
     async def _volume_dirs(self, pod: t.Pod) -> dict[str, str]:
-        """Host directories of the pod's volumes (emptyDirs are made here)."""
+        """Mount sources of the pod's volumes: host directories (emptyDirs are made
+        here), and for claims the names of Docker volumes (made here too)."""
         dirs = {}
         for volume in pod.spec.volumes:
-            if volume.HasField("host_path"):
+            if volume.HasField("persistent_volume_claim"):
+                dirs[volume.name] = await self._claim_volume(
+                    pod.metadata.namespace, volume.persistent_volume_claim.claim_name)
+            elif volume.HasField("host_path"):
                 path = Path(volume.host_path.path)
                 if volume.host_path.type in ("DirectoryOrCreate", "") and not path.exists():
                     await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
@@ -308,6 +327,30 @@ class PodSyncer:
                 os.chmod(path, 0o777)
                 dirs[volume.name] = str(path)
         return dirs
+
+    async def _claim_volume(self, namespace: str, claim: str) -> str:
+        """The Docker volume holding a claim's data on this node, created with the
+        cluster's label if missing. It outlives the pod: only tearing the cluster
+        down removes it (minik8s.podnet.remove)."""
+        cluster = self.config.owner.cluster
+        name = claim_volume_name(cluster, namespace, claim)
+        wanted = claim_volume_labels(cluster, namespace, claim)
+        found = await self.runtime.ensure_volume(name, wanted)
+        if any(found.get(k) != v for k, v in wanted.items()):
+            raise ValueError(f'Docker volume "{name}" exists but does not hold claim '
+                             f'"{claim}" of namespace "{namespace}" in this cluster '
+                             f"(its labels: {found})")
+        return name
+
+    async def _resolv_conf(self, pod: t.Pod) -> str:
+        """The pod's resolv.conf file on the host, or "" to keep the engine's."""
+        text = resolv_conf(pod, self.config.cluster_dns, self.config.cluster_domain)
+        if text is None:
+            return ""
+        path = self._pod_dir(pod.metadata.uid) / "resolv.conf"
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(path.write_text, text)
+        return str(path)
 
     # ------------------------------------------------------------ stopping
 

@@ -168,6 +168,15 @@ class Runtime:
                                   networking_config=networking, **config)
         return created["Id"]
 
+    async def ensure_volume(self, name: str, volume_labels: dict[str, str]) -> dict[str, str]:
+        """Create the named volume with these labels unless it exists; return its labels.
+
+        An existing volume keeps the labels it was created with.
+        """
+        created = await self.call(self.client.api.create_volume, name=name, driver="local",
+                                  labels=volume_labels)
+        return created.get("Labels") or {}
+
     async def start(self, container_id: str) -> None:
         await self.call(self.client.api.start, container_id)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
 import random
@@ -34,7 +35,7 @@ from minik8s import config, netcheck, podnet
 STATE_FILE = "cluster.json"
 DAEMON = [sys.executable, "-m", "minik8s.cli.daemons"]
 # stop order: clients of the API first, etcd last
-ROLES = ("kubelet", "proxy", "scheduler", "controller-manager", "apiserver", "etcd")
+ROLES = ("kubelet", "proxy", "dns", "scheduler", "controller-manager", "apiserver", "etcd")
 
 
 class ClusterError(Exception):
@@ -97,6 +98,7 @@ class LocalCluster:
     nodes: int = 0
     host: str = "127.0.0.1"
     proxy: bool = False      # one proxy programming this host's iptables
+    dns: int = 0             # cluster DNS replicas (they need the nodes' pod network)
     service_cidr: str = ""   # empty: a free 10.x.0.0/16 from 10.96 on (10.96 without proxy)
     cluster_cidr: str = ""   # empty: a free 10.x.0.0/16 from 10.244 on
     name: str = ""           # empty: derived from workdir
@@ -142,6 +144,8 @@ class LocalCluster:
         for i in range(self.controller_managers):
             self._add(self._component(f"controller-manager-{i}", "controller-manager", [
                 "--cluster-cidr", self.cluster_cidr, *self.controller_manager_args]))
+        for i in range(self.dns):
+            self._add(self._dns(f"dns-{i}"))
         for i in range(self.nodes):
             self._add(self._kubelet(f"node-{i}"))
         if self.proxy:
@@ -156,14 +160,31 @@ class LocalCluster:
         return ["--node-name", "host", "--cluster-name", self.name,
                 "--service-cidr", self.service_cidr, "--cluster-cidr", self.cluster_cidr]
 
+    @property
+    def dns_ip(self) -> str:
+        """The kube-dns ClusterIP: the tenth address of the service CIDR."""
+        return str(ipaddress.ip_network(self.service_cidr).network_address + 10)
+
+    def _dns(self, name: str) -> Proc:
+        """A DNS replica on loopback and on the pod network's gateway, where pods reach it."""
+        port, http = free_port(), free_port()
+        gateway = str(next(ipaddress.ip_network(self.cluster_cidr).hosts()))
+        return Proc(name, "dns", [
+            *DAEMON, "dns", "--server", ",".join(self.servers),
+            "--bind-address", f"{self.host},{gateway}", "--port", str(port),
+            "--http-port", str(http), "--cluster-ip", self.dns_ip,
+            "--advertise-address", gateway,
+        ], {"dns": port, "http": http}, supervised=True)
+
     def _kubelet(self, node: str) -> Proc:
         port, http = free_port(), free_port()
+        dns = ["--cluster-dns", self.dns_ip] if self.dns else []
         return Proc(node, "kubelet", [
             *DAEMON, "kubelet", "--node-name", node, "--server", ",".join(self.servers),
             "--cluster-name", self.name, "--pod-network", self.name,
             "--cluster-cidr", self.cluster_cidr, "--node-ip", self.host,
             "--bind-address", self.host, "--port", str(port), "--http-port", str(http),
-            "--root-dir", str(self.workdir / "kubelet" / node), *self.kubelet_args,
+            "--root-dir", str(self.workdir / "kubelet" / node), *dns, *self.kubelet_args,
         ], {"grpc": port, "http": http}, supervised=True)
 
     def _plan_etcd(self) -> None:

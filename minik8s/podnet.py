@@ -4,8 +4,8 @@ Its subnet is the cluster CIDR, so each node's podCIDR is a slice of it and a
 kubelet gives its pods addresses from its own slice; the bridge also routes
 the whole cluster CIDR on the host, so no pod address leaves the machine.
 The launcher creates it before the kubelets start (a kubelet creates it only
-if it is missing) and removes it, with every container labelled as the
-cluster's, when the cluster stops.
+if it is missing) and removes it, with every container and volume labelled
+as the cluster's, when the cluster stops.
 """
 from __future__ import annotations
 
@@ -53,12 +53,15 @@ def create(name: str, cidr: str, client: docker.DockerClient | None = None) -> N
 
 
 def remove(name: str) -> None:
-    """Remove every container labelled as the cluster's, then its network."""
+    """Remove every container labelled as the cluster's, then its volumes (the
+    pods' persistentVolumeClaim data), then its network."""
     try:
         client = docker.from_env()
-        for container in client.containers.list(all=True,
-                                                filters={"label": f"{CLUSTER_LABEL}={name}"}):
+        mine = {"label": f"{CLUSTER_LABEL}={name}"}
+        for container in client.containers.list(all=True, filters=mine):
             container.remove(force=True, v=True)
+        for volume in client.volumes.list(filters=mine):
+            volume.remove(force=True)
         for network in client.networks.list(names=[name]):
             if network.attrs.get("Labels", {}).get(CLUSTER_LABEL) == name:
                 network.remove()

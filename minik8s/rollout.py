@@ -1,4 +1,5 @@
-"""Deployment rollouts as a client sees them: revisions, history, rollback, status.
+"""Deployment rollouts as a client sees them: revisions, history, rollback, status
+(and the status of StatefulSet rollouts).
 
 A Deployment's history is its ReplicaSets: each carries the revision of the
 template it runs in an annotation the Deployment controller writes. What is
@@ -38,6 +39,10 @@ class Paused(errors.Invalid):
 
 class RolloutFailed(Exception):
     """The rollout cannot finish: its progress deadline passed."""
+
+
+class NoRolloutStatus(Exception):
+    """The object's rollout has no status to follow (a StatefulSet updated OnDelete)."""
 
 
 # ---------------------------------------------------------------- revisions (pure)
@@ -117,6 +122,44 @@ def status(d: t.Deployment) -> tuple[str, bool]:
         return (f"{waiting}{st.available_replicas} of {st.updated_replicas} updated replicas "
                 "are available..."), False
     return f'deployment "{name}" successfully rolled out', True
+
+
+def statefulset_status(sts: t.StatefulSet) -> tuple[str, bool]:
+    """kubectl rollout status' line for a StatefulSet, and whether the rollout is done.
+
+    NoRolloutStatus for OnDelete. kubectl reports a partitioned rollout whenever
+    rollingUpdate is set, which the apiserver here always sets (partition 0):
+    this reports one only for a partition above 0.
+    """
+    spec, st = sts.spec, sts.status
+    if spec.update_strategy.type not in ("", "RollingUpdate"):
+        raise NoRolloutStatus("rollout status is only available for RollingUpdate strategy "
+                              "type")
+    if st.observed_generation == 0 or sts.metadata.generation > st.observed_generation:
+        return "Waiting for statefulset spec update to be observed...", False
+    replicas = spec.replicas if spec.HasField("replicas") else 1
+    if st.ready_replicas < replicas:
+        return f"Waiting for {replicas - st.ready_replicas} pods to be ready...", False
+    partition = spec.update_strategy.rolling_update.partition
+    if partition > 0:
+        if st.updated_replicas < replicas - partition:
+            return ("Waiting for partitioned roll out to finish: "
+                    f"{st.updated_replicas} out of {replicas - partition} new pods have been "
+                    "updated..."), False
+        return (f"partitioned roll out complete: {st.updated_replicas} new pods have been "
+                "updated..."), True
+    if st.update_revision != st.current_revision:
+        return ("waiting for statefulset rolling update to complete "
+                f"{st.updated_replicas} pods at revision {st.update_revision}..."), False
+    return ("statefulset rolling update complete "
+            f"{st.current_replicas} pods at revision {st.current_revision}..."), True
+
+
+def status_of(obj: Message) -> tuple[str, bool]:
+    """rollout status' line for a Deployment or a StatefulSet."""
+    if isinstance(obj, t.StatefulSet):
+        return statefulset_status(obj)
+    return status(obj)
 
 
 # ---------------------------------------------------------------- against the API

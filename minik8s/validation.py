@@ -36,10 +36,17 @@ NODE_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 EVENT_TYPES = ("Normal", "Warning")
 STORAGE_MEDIA = ("Memory",)
+ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+CLAIM_RESOURCE_NAMES = ("storage",)
 RESOURCE_NAMES = ("cpu", "memory", "pods", "ephemeral-storage")
 NODE_PORT_RANGE = (30000, 32767)  # inclusive, the Kubernetes default
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 _WORKLOAD_KINDS = ("ReplicaSet", "Deployment", "DaemonSet", "StatefulSet")
+# what an update may change in a StatefulSet's spec, as Kubernetes
+_STATEFUL_SET_MUTABLE = ("replicas", "template", "update_strategy", "min_ready_seconds",
+                         "revision_history_limit")
+# "<name>-<10 character hash>" is its pods' controller-revision-hash label: at most 63
+MAX_STATEFUL_SET_NAME = 52
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -133,6 +140,8 @@ def validate_update(old: Message, new: Message) -> None:
         raise FieldError("spec.clusterIP", "field is immutable")
     if kind.name == "Pod":
         _pod_update(old.spec, new.spec)
+    if kind.name == "StatefulSet":
+        _stateful_set_update(old.spec, new.spec)
 
 
 # ---------------------------------------------------------------- small checks
@@ -208,9 +217,10 @@ def _ip(value: str, path: str) -> None:
         raise FieldError(path, f"invalid value {value!r}: must be a valid IP address") from None
 
 
-def _resources(resources: Mapping[str, str], path: str) -> None:
+def _resources(resources: Mapping[str, str], path: str,
+               names: tuple[str, ...] = RESOURCE_NAMES) -> None:
     for name in sorted(resources):
-        _one_of(name, RESOURCE_NAMES, f"{path}.{name}")
+        _one_of(name, names, f"{path}.{name}")
         try:
             amount = quantity.parse_quantity(resources[name])
         except ValueError:
@@ -318,11 +328,12 @@ def _affinity(affinity: types_pb2.Affinity, path: str) -> None:
 
 # ---------------------------------------------------------------- pods
 
-def _pod_spec(spec: types_pb2.PodSpec, path: str) -> None:
+def _pod_spec(spec: types_pb2.PodSpec, path: str, claims: Iterable[str] = ()) -> None:
+    """claims: volumes the pods will have besides spec.volumes (a StatefulSet's claims)."""
     if not spec.containers:
         raise FieldError(f"{path}.containers", "must have at least one container")
     names: set[str] = set()
-    volumes = {v.name for v in spec.volumes}
+    volumes = {v.name for v in spec.volumes} | set(claims)
     for i, container in enumerate(spec.containers):
         _container(container, f"{path}.containers[{i}]", names, volumes)
     for i, container in enumerate(spec.init_containers):
@@ -426,15 +437,21 @@ def _volumes(volumes: Iterable[types_pb2.Volume], path: str) -> None:
         if volume.name in names:
             raise FieldError(f"{path}[{i}].name", f"duplicate name {volume.name!r}")
         names.add(volume.name)
-        sources = [s for s in ("empty_dir", "host_path") if volume.HasField(s)]
+        sources = [s for s in ("empty_dir", "host_path", "persistent_volume_claim")
+                   if volume.HasField(s)]
         if not sources:
-            raise FieldError(f"{path}[{i}]", "must specify a volume type (emptyDir or hostPath)")
+            raise FieldError(f"{path}[{i}]", "must specify a volume type (emptyDir, hostPath "
+                                             "or persistentVolumeClaim)")
         if len(sources) > 1:
             raise FieldError(f"{path}[{i}]", "may not specify more than 1 volume type")
         if volume.HasField("empty_dir"):
             _empty_dir(volume.empty_dir, f"{path}[{i}].emptyDir")
-        else:
+        elif volume.HasField("host_path"):
             _required(volume.host_path.path, f"{path}[{i}].hostPath.path")
+        else:
+            claim = f"{path}[{i}].persistentVolumeClaim.claimName"
+            _required(volume.persistent_volume_claim.claim_name, claim)
+            _dns_subdomain(volume.persistent_volume_claim.claim_name, claim)
 
 
 def _empty_dir(empty_dir: types_pb2.EmptyDirVolumeSource, path: str) -> None:
@@ -560,8 +577,8 @@ def _endpoints(endpoints: types_pb2.Endpoints) -> None:
 # ---------------------------------------------------------------- workloads
 
 
-def _template(spec: Any) -> None:
-    """selector + template, shared by every workload kind."""
+def _template(spec: Any, claims: Iterable[str] = ()) -> None:
+    """selector + template, shared by every workload kind (claims: see _pod_spec)."""
     # Imported here: selectors uses this module's label checks.
     from minik8s.selectors import LabelSelector
 
@@ -570,7 +587,7 @@ def _template(spec: Any) -> None:
     if not LabelSelector.from_proto(spec.selector).matches(spec.template.metadata.labels):
         raise FieldError("spec.template.metadata.labels", "selector does not match template "
                                                           "labels")
-    _pod_spec(spec.template.spec, "spec.template.spec")
+    _pod_spec(spec.template.spec, "spec.template.spec", claims)
     if spec.template.spec.restart_policy not in ("", "Always"):
         raise FieldError("spec.template.spec.restartPolicy", "must be Always")
 
@@ -631,16 +648,61 @@ def _daemon_set(ds: types_pb2.DaemonSet) -> None:
 
 def _stateful_set(sts: types_pb2.StatefulSet) -> None:
     spec = sts.spec
+    if len(sts.metadata.name) > MAX_STATEFUL_SET_NAME:
+        raise FieldError("metadata.name", f"must be no more than {MAX_STATEFUL_SET_NAME} "
+                                          "characters (its pods' controller-revision-hash "
+                                          "label is <name>-<hash>)")
     _workload_counts(spec)
-    _template(spec)
-    if spec.service_name:
-        _dns_label(spec.service_name, "spec.serviceName")
+    _required(spec.service_name, "spec.serviceName")
+    _dns_label(spec.service_name, "spec.serviceName")
+    _claim_templates(spec.volume_claim_templates, "spec.volumeClaimTemplates")
+    _template(spec, [c.metadata.name for c in spec.volume_claim_templates])
     _one_of(spec.pod_management_policy, POD_MANAGEMENT_POLICIES, "spec.podManagementPolicy")
     _one_of(spec.update_strategy.type, UPDATE_STRATEGIES, "spec.updateStrategy.type")
     rolling = spec.update_strategy.rolling_update
     _optional_at_least(rolling, "partition", 0, "spec.updateStrategy.rollingUpdate.partition")
     _rolling(rolling, "spec.updateStrategy.rollingUpdate")
     _conditions(sts.status.conditions, "status.conditions")
+
+
+def _claim_templates(claims: Iterable[types_pb2.PersistentVolumeClaim], path: str) -> None:
+    names: set[str] = set()
+    for i, claim in enumerate(claims):
+        here = f"{path}[{i}]"
+        name = claim.metadata.name
+        _required(name, f"{here}.metadata.name")
+        _dns_label(name, f"{here}.metadata.name")
+        if name in names:
+            raise FieldError(f"{here}.metadata.name", f"duplicate name {name!r}")
+        names.add(name)
+        _labels_and_annotations(claim.metadata, f"{here}.metadata")
+        modes = claim.spec.access_modes
+        if not modes:
+            raise FieldError(f"{here}.spec.accessModes", "at least 1 access mode is required")
+        for j, mode in enumerate(modes):
+            _one_of(mode, ACCESS_MODES, f"{here}.spec.accessModes[{j}]")
+        if "storage" not in claim.spec.resources.requests:
+            raise FieldError(f"{here}.spec.resources.requests.storage", "required value")
+        _resources(claim.spec.resources.requests, f"{here}.spec.resources.requests",
+                   CLAIM_RESOURCE_NAMES)
+        _resources(claim.spec.resources.limits, f"{here}.spec.resources.limits",
+                   CLAIM_RESOURCE_NAMES)
+        if claim.spec.storage_class_name:
+            _dns_subdomain(claim.spec.storage_class_name, f"{here}.spec.storageClassName")
+
+
+def _stateful_set_update(old: types_pb2.StatefulSetSpec, new: types_pb2.StatefulSetSpec) -> None:
+    """Only the fields of _STATEFUL_SET_MUTABLE may change, as Kubernetes."""
+    def rest(spec: types_pb2.StatefulSetSpec) -> types_pb2.StatefulSetSpec:
+        copy = types_pb2.StatefulSetSpec()
+        copy.CopyFrom(spec)
+        for field in _STATEFUL_SET_MUTABLE:
+            copy.ClearField(field)
+        return copy
+    if rest(old) != rest(new):
+        raise FieldError("spec", "updates to statefulset spec for fields other than 'replicas', "
+                                 "'template', 'updateStrategy', 'minReadySeconds' and "
+                                 "'revisionHistoryLimit' are forbidden")
 
 
 # ---------------------------------------------------------------- the rest

@@ -157,6 +157,8 @@ def controller_manager(log_level: str, cluster_cidr: str, node_monitor_grace_per
               help="seconds before the second restart of a failing container")
 @click.option("--crash-loop-backoff-max", default=300.0, help="cap of the restart back-off")
 @click.option("--node-status-update-frequency", default=10.0, help="seconds between reports")
+@click.option("--cluster-dns", default="", help="the cluster DNS address pods resolve through")
+@click.option("--cluster-domain", default="cluster.local")
 @click.option("--log-level", default="INFO")
 def kubelet(log_level: str, server: str | None, node_labels: str, **opts: object) -> None:
     """Run this node's pods as Docker containers."""
@@ -226,6 +228,34 @@ def proxy(log_level: str, server: str | None, cleanup: bool, **opts: object) -> 
     sys.exit(asyncio.run(run_proxy(options)))
 
 
+@main.command()
+@click.option("--server", default=None,
+              help="apiservers host:port,... (default: MINIK8S_SERVERS or config)")
+@click.option("--bind-address", default="127.0.0.1", help="addresses to answer on, a,b,...")
+@click.option("--port", default=53, help="DNS port (UDP and TCP)")
+@click.option("--http-port", default=10054, help="/healthz, /readyz and /metrics (0: pick one)")
+@click.option("--cluster-domain", default="cluster.local")
+@click.option("--upstream", default="", help="host:port to forward other names to "
+              "(default: refuse them)")
+@click.option("--cluster-ip", default="", help="ClusterIP of kube-system/kube-dns, which this "
+              "replica joins (with --advertise-address)")
+@click.option("--advertise-address", default="", help="this replica's address in kube-dns")
+@click.option("--log-level", default="INFO")
+def dns(log_level: str, server: str | None, bind_address: str, cluster_domain: str,
+        **opts: object) -> None:
+    """Answer the cluster's DNS names (the role CoreDNS plays)."""
+    from minik8s.dns.main import DnsOptions
+    from minik8s.dns.main import run as run_dns
+
+    serving.setup_logging("dns", log_level)
+    try:
+        options = DnsOptions(servers=config.servers(server), domain=cluster_domain,
+                             bind_addresses=bind_address.split(","), **opts)
+    except config.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(asyncio.run(run_dns(options)))
+
+
 @main.command("local-up")
 @click.option("--masters", default=3,
               help="etcd members, apiservers, schedulers and controller-managers")
@@ -249,9 +279,10 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
             return
         cluster = LocalCluster(workdir=workdir, masters=masters, schedulers=masters,
                                controller_managers=masters, nodes=nodes, proxy=nodes > 0,
+                               dns=2 if nodes else 0,
                                service_cidr=service_cidr)
         click.echo(f"starting {masters} etcd members, apiservers, schedulers and "
-                   f"controller-managers, {nodes} kubelets and a proxy, in {workdir}")
+                   f"controller-managers, {nodes} kubelets, a proxy and 2 DNS replicas, in {workdir}")
         try:
             cluster.start()
         except BaseException:
@@ -309,7 +340,9 @@ def _describe(cluster: LocalCluster) -> None:
     click.echo(f"apiservers: {','.join(cluster.servers)}")
     for p in cluster.procs.values():
         if "http" in p.ports:
-            click.echo(f"  {p.name}: grpc {cluster.host}:{p.ports['grpc']}  "
+            serves = "  ".join(f"{kind} {cluster.host}:{port}" for kind, port in p.ports.items()
+                               if kind != "http")
+            click.echo(f"  {p.name}: {serves}  "
                        f"http://{cluster.host}:{p.ports['http']}/healthz  (pid {p.pid})")
     click.echo(f"client config written to {config.default_path()}; logs in "
                f"{cluster.workdir / 'logs'}")

@@ -30,6 +30,7 @@ from minik8s.retry import retry_on_conflict
 Target = tuple[Kind, str]
 
 SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet")
+WITH_ROLLOUT_STATUS = ("Deployment", "StatefulSet")
 EXPOSABLE = ("Deployment", "ReplicaSet", "Pod", "Service")
 WITH_TEMPLATE = ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet")
 SERVICE_TYPES = ("ClusterIP", "NodePort")
@@ -471,11 +472,12 @@ def scale(resource: tuple[str, ...], replicas: str | None,
 @click.group("rollout")
 @api_options
 def rollout_group() -> None:
-    """Manage the rollout of deployments.
+    """Manage the rollout of deployments (status: of stateful sets too).
 
     \b
     Examples:
       minictl rollout status deployment/web
+      minictl rollout status statefulset/db
       minictl rollout history deployment/web
       minictl rollout undo deployment/web --to-revision 2
       minictl rollout restart deployment/web
@@ -494,60 +496,64 @@ def _deployments(resource: tuple[str, ...], what: str) -> list[Target]:
               help="how long to wait (e.g. 90s, 5m; 0: no limit)")
 @api_options
 def rollout_status(resource: tuple[str, ...], watch: bool, timeout: str) -> None:
-    """Wait for a deployment's rollout to finish, printing its progress.
+    """Wait for a deployment's or stateful set's rollout to finish, printing its progress.
 
     \b
     Examples:
       minictl rollout status deployment/web
       minictl rollout status deployment web --timeout 2m
       minictl rollout status deploy/web --watch=false
+      minictl rollout status statefulset/db
     """
     def work(client: ApiClient, namespace: str) -> Awaitable[int]:
-        _, name = one(_deployments(resource, "rollout status"), "rollout status")
-        return _rollout_status(client, namespace, name, watch, parse_duration(timeout))
+        kind, name = one(only(parse_targets(resource), WITH_ROLLOUT_STATUS, "rollout status"),
+                         "rollout status")
+        return _rollout_status(client, kind, namespace, name, watch, parse_duration(timeout))
     run(work)
 
 
-async def _rollout_status(client: ApiClient, namespace: str, name: str, watch: bool,
-                          timeout: float) -> int:
+async def _rollout_status(client: ApiClient, kind: Kind, namespace: str, name: str,
+                          watch: bool, timeout: float) -> int:
     try:
         async with asyncio.timeout(timeout or None):
-            await _follow_rollout(client, namespace, name, watch)
+            await _follow_rollout(client, kind, namespace, name, watch)
     except TimeoutError:
         raise CliError("timed out waiting for the condition") from None
     return 0
 
 
-async def _follow_rollout(client: ApiClient, namespace: str, name: str, watch: bool) -> None:
+async def _follow_rollout(client: ApiClient, kind: Kind, namespace: str, name: str,
+                          watch: bool) -> None:
     """Print each new status line until the rollout is done (or once, without watch)."""
     printed = ""
+    gone = f'{kind.name.lower()} "{name}" was deleted'
 
-    def show(d: t.Deployment) -> bool:
+    def show(obj: Message) -> bool:
         nonlocal printed
         try:
-            line, done = rollout.status(d)
-        except rollout.RolloutFailed as exc:
+            line, done = rollout.status_of(obj)
+        except (rollout.RolloutFailed, rollout.NoRolloutStatus) as exc:
             raise CliError(str(exc)) from None
         if line != printed:
             click.echo(line)
             printed = line
         return done
 
-    if show(await client.get("Deployment", name, namespace)) or not watch:
+    if show(await client.get(kind.name, name, namespace)) or not watch:
         return
     fields = f"metadata.name={name}"
     while True:
-        found, resource_version = await client.list("Deployment", namespace,
+        found, resource_version = await client.list(kind.name, namespace,
                                                     field_selector=fields)
         if not found:
-            raise CliError(f'deployment "{name}" was deleted')
+            raise CliError(gone)
         if show(found[0]):
             return
         try:
-            async for event in client.watch("Deployment", namespace, field_selector=fields,
+            async for event in client.watch(kind.name, namespace, field_selector=fields,
                                             resource_version=resource_version):
                 if event.type == "DELETED":
-                    raise CliError(f'deployment "{name}" was deleted')
+                    raise CliError(gone)
                 if event.type != "BOOKMARK" and show(event.object):
                     return
         except (errors.Expired, errors.Unavailable):

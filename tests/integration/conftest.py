@@ -75,10 +75,10 @@ def images() -> None:
 
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory, images: None) -> Iterator[LocalCluster]:
-    """Two kubelets on the host's Docker engine, the proxy, and one of every master."""
+    """Two kubelets on the host's Docker engine, the proxy, two DNS replicas, one of every master."""
     c = _start(tmp_path_factory.mktemp("nodes"), masters=1, schedulers=1,
                controller_managers=1, nodes=2, kubelet_args=KUBELET_ARGS, proxy=True,
-               proxy_args=PROXY_ARGS)
+               proxy_args=PROXY_ARGS, dns=2)
     yield c
     c.stop()
 

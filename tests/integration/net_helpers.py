@@ -53,3 +53,11 @@ async def answers_from_inside(container: Container, url: str, expected: set[str]
         return expected <= seen
     await eventually(all_answered, timeout=30, interval=0)
     return seen - {""}
+
+
+def lookup(container: Container, name: str) -> list[str]:
+    """The addresses busybox nslookup finds for name from inside the container."""
+    out = container.exec_run(["nslookup", name]).output.decode()
+    answer = out.split("Name:\t", 1)[-1] if "Name:" in out else ""
+    return sorted(line.split()[-1] for line in answer.splitlines()
+                  if line.startswith("Address") and ":53" not in line)

@@ -282,7 +282,8 @@ def test_empty_enum_means_default():
     ("spec__terminationGracePeriodSeconds", -5,
      "spec.terminationGracePeriodSeconds: must be greater than or equal to 0"),
     ("spec__volumes__0", {"name": "data"},
-     "spec.volumes[0]: must specify a volume type (emptyDir or hostPath)"),
+     "spec.volumes[0]: must specify a volume type (emptyDir, hostPath or "
+     "persistentVolumeClaim)"),
     ("spec__tolerations", [{"operator": "Equal", "value": "x"}],
      "spec.tolerations[0].operator: must be Exists when key is empty"),
 ])
