@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A minik8s worker node in a container (like kind): its own Docker engine, then the
-# kubelet and the proxy. SIGTERM/SIGINT stop all three (kubelet and proxy first); when
+# kubelet, the proxy and a cluster DNS replica (one per node, on the node's address,
+# in kube-system/kube-dns). SIGTERM/SIGINT stop them all (the engine last); when
 # any of them dies the others are stopped and the container exits non-zero, so its
 # restart policy brings the whole node back.
 #
@@ -27,10 +28,10 @@ stopping=0
 stop_all() {  # stop kubelet and proxy, then the engine (which stops the pods' containers)
   stopping=1
   local pid
-  for pid in "${kubelet_pid:-}" "${proxy_pid:-}"; do
+  for pid in "${kubelet_pid:-}" "${proxy_pid:-}" "${dns_pid:-}"; do
     [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
   done
-  for pid in "${kubelet_pid:-}" "${proxy_pid:-}"; do
+  for pid in "${kubelet_pid:-}" "${proxy_pid:-}" "${dns_pid:-}"; do
     [ -n "$pid" ] && wait "$pid" 2>/dev/null
   done
   if [ -n "${dockerd_pid:-}" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
@@ -39,7 +40,7 @@ stop_all() {  # stop kubelet and proxy, then the engine (which stops the pods' c
   fi
 }
 on_signal() {
-  say "$1: stopping kubelet, proxy and dockerd"
+  say "$1: stopping kubelet, proxy, dns and dockerd"
   stop_all
   exit 0
 }
@@ -67,17 +68,12 @@ done
 docker version >/dev/null 2>&1 || { say "dockerd did not answer within 60 s"; tail -n 30 "$DOCKERD_LOG" >&2; stop_all; exit 1; }
 say "dockerd answers ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
 
-# Node-mode networking (a pod bridge per node, routes to the other nodes) when the kubelet has it.
-kubelet_net=()
-if minik8s kubelet --help 2>/dev/null | grep -q -- '--network-mode'; then
-  kubelet_net=(--network-mode node)
-else
-  say "this kubelet has no --network-mode: pods get the shared-bridge network (no cross-node pod traffic)"
-fi
+# the kube-dns ClusterIP: the tenth address of the service CIDR
+DNS_IP=$(python3 -c 'import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[10])' "$SERVICE_CIDR")
 
 # shellcheck disable=SC2086
-minik8s kubelet --node-name "$NODE_NAME" --server "$SERVERS" "${kubelet_net[@]}" \
-  --pod-network minik8s --cluster-cidr "$CLUSTER_CIDR" --node-ip "$NODE_IP" \
+minik8s kubelet --node-name "$NODE_NAME" --server "$SERVERS" --network-mode node \
+  --pod-network minik8s --cluster-cidr "$CLUSTER_CIDR" --node-ip "$NODE_IP" --cluster-dns "$DNS_IP" \
   --bind-address 0.0.0.0 --port 10250 --http-port 10248 --log-level "$LOG_LEVEL" ${KUBELET_ARGS:-} &
 kubelet_pid=$!
 # shellcheck disable=SC2086
@@ -85,12 +81,15 @@ minik8s proxy --node-name "$NODE_NAME" --server "$SERVERS" \
   --service-cidr "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" --node-ip "$NODE_IP" \
   --bind-address 0.0.0.0 --port 10256 --http-port 10249 --log-level "$LOG_LEVEL" ${PROXY_ARGS:-} &
 proxy_pid=$!
+minik8s dns --server "$SERVERS" --bind-address "$NODE_IP" --port 53 --http-port 10054 \
+  --cluster-ip "$DNS_IP" --advertise-address "$NODE_IP" --log-level "$LOG_LEVEL" &
+dns_pid=$!
 
-# Wait for the first of the three to end (a trapped signal also ends the wait).
-wait -n "$dockerd_pid" "$kubelet_pid" "$proxy_pid"
+# Wait for the first of them to end (a trapped signal also ends the wait).
+wait -n "$dockerd_pid" "$kubelet_pid" "$proxy_pid" "$dns_pid"
 rc=$?
 [ "$stopping" = 1 ] && exit 0
-for name in dockerd kubelet proxy; do
+for name in dockerd kubelet proxy dns; do
   var=${name}_pid
   if ! kill -0 "${!var}" 2>/dev/null; then say "$name exited (status $rc): stopping the node"; fi
 done

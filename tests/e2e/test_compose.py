@@ -173,13 +173,37 @@ def test_bring_up_and_demo_answers_on_nodeport(compose: Compose) -> None:
         assert elsewhere <= set(got), f"through {node}, pods elsewhere {elsewhere} never answered"
 
 
-def test_cluster_info_shows_three_apiservers(compose: Compose) -> None:
-    if compose.minictl("cluster-info", "--help", check=False).returncode != 0:
-        pytest.skip("this minictl has no cluster-info")
+def test_cluster_info_shows_apiservers_etcd_and_leaders(compose: Compose) -> None:
     out = compose.minictl("cluster-info").stdout
-    apiservers = [line for line in out.splitlines() if line.startswith("apiserver ")]
-    assert len(apiservers) == 3, out
-    assert all("healthy" in line for line in apiservers), out
+    lines = out.splitlines()
+    apiservers = [line for line in lines if line.startswith("apiserver ")]
+    assert len(apiservers) == 3 and all(line.endswith(": healthy") for line in apiservers), out
+    members = [line for line in lines
+               if line.startswith("etcd ") and not line.startswith("etcd leader")]
+    assert len(members) == 3 and all(": healthy" in line for line in members), out
+    assert sum(", leader," in line for line in members) == 1, out
+    leaders = {line.split(" leader: ")[0]: line.split(" leader: ")[1] for line in lines
+               if " leader: " in line and not line.startswith("etcd")}
+    assert leaders.keys() >= {"scheduler", "controller-manager"}, out
+    assert all(holder and holder != "<none>" for holder in leaders.values()), out
+
+
+def test_pods_on_two_nodes_reach_each_other_by_ip_and_by_service_name(compose: Compose) -> None:
+    by_node: dict[str, dict[str, Any]] = {}
+    for pod in pods(compose):
+        if ready(pod):
+            by_node.setdefault(pod["spec"]["nodeName"], pod)
+    assert len(by_node) == 2, f"hello pods are not on both nodes: {list(by_node)}"
+    first, second = by_node.values()
+    name, other_ip = first["metadata"]["name"], second["status"]["podIP"]
+
+    def get(url: str) -> str:
+        return compose.minictl("exec", name, "--", "wget", "-qO-", url).stdout.strip()
+    assert get(f"http://{other_ip}:8080/") == second["metadata"]["name"]  # pod IP, across nodes
+    # the Service by its name: cluster DNS on the nodes, then the proxy's ClusterIP rules
+    names = {p["metadata"]["name"] for p in pods(compose) if ready(p)}
+    seen = eventually(lambda: get("http://hello/"), 60, "hello by name from a pod")
+    assert seen in names
 
 
 def lease_holder(c: Compose, name: str) -> str:
