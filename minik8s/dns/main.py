@@ -1,8 +1,9 @@
 """Wiring of the cluster DNS process (`minik8s dns`).
 
 Informers on Services, Endpoints and Pods mark the zone stale; it is rebuilt
-at once (changes that arrive together are rebuilt together), so a new Service
-resolves as soon as its watch event arrives.
+at once, then not again for ``min_rebuild_interval``: the changes that arrive
+meanwhile (a burst of creates) are taken in one rebuild, so a new Service
+resolves within that interval of its watch event, however many arrive.
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ class DnsOptions:
 
 
 class ZoneKeeper:
-    def __init__(self, client: ApiClient, zone: Zone) -> None:
-        self.zone = zone
+    def __init__(self, client: ApiClient, zone: Zone, min_rebuild_interval: float = 0.1) -> None:
+        self.zone, self.min_rebuild_interval = zone, min_rebuild_interval
         self.informers = [Informer(client, kind) for kind in ("Service", "Endpoints", "Pod")]
         self._stale = asyncio.Event()
         for informer in self.informers:
@@ -54,6 +55,7 @@ class ZoneKeeper:
             self._stale.clear()
             services, endpoints, pods = (i.list() for i in self.informers)
             self.zone.rebuild(services, endpoints, pods)
+            await asyncio.sleep(self.min_rebuild_interval)
 
     async def stop(self) -> None:
         for informer in self.informers:

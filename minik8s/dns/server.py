@@ -8,7 +8,6 @@ cluster domain are REFUSED, or forwarded to ``upstream`` when one is given.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import struct
 import time
@@ -33,14 +32,6 @@ def _rdata(record: Record) -> A | PTR | SRV:
         return PTR(record.value + ".")
     priority, weight, port, target = record.value.split()
     return SRV(int(priority), int(weight), int(port), target + ".")
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _rr(record: Record) -> RR:
-    """A record's wire form, built once: a record always gives the same RR, and answers
-    only read it (when packed)."""
-    return RR(record.name + ".", getattr(QTYPE, record.rtype), rdata=_rdata(record),
-              ttl=record.ttl)
 
 
 def _formerr(data: bytes) -> bytes:
@@ -71,7 +62,8 @@ class Resolver:
         reply.header.rcode = getattr(RCODE, answer.rcode)
         reply.header.aa = int(answer.rcode != "REFUSED")
         for record in answer.records:
-            reply.add_answer(_rr(record))
+            reply.add_answer(RR(record.name + ".", getattr(QTYPE, record.rtype),
+                                rdata=_rdata(record), ttl=record.ttl))
         REQUESTS.labels(qtype, answer.rcode).inc()
         DURATION.observe(time.perf_counter() - started)
         return reply.pack()
