@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 WORKDIR ?= .work/cluster
 
-.PHONY: up down local-up local-down images test unit integration e2e lint bench proto \
+.PHONY: up down local-up local-down images test unit integration e2e chaos lint bench proto \
         proto-check venv
 
 # The 3-master cluster in containers (deploy/docker-compose.yml): etcd, apiserver,
@@ -38,6 +38,10 @@ unit: venv
 integration: venv images
 	$(BIN)/pytest -q tests/integration
 
+# faults repeated under load (see docs/RELIABILITY.md); `make test` runs each once
+chaos: venv images
+	$(BIN)/pytest -q tests/chaos --chaos-full
+
 e2e: venv images
 	$(BIN)/pytest -q tests/e2e
 
@@ -51,6 +55,7 @@ bench: venv
 	$(BIN)/python -m bench.controllers
 	$(BIN)/python -m bench.pod_startup
 	$(BIN)/python -m bench.proxy
+	$(BIN)/python -m bench.dns
 
 proto: venv
 	$(BIN)/python proto/generate.py

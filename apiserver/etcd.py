@@ -132,7 +132,7 @@ class Etcd:
                     return await getattr(stub, method)(request, timeout=min(remaining, 2.0),
                                                        metadata=REQUIRE_LEADER)
                 except grpc.aio.AioRpcError as err:
-                    if err.code() not in _RETRYABLE:
+                    if err.code() not in _RETRYABLE and err.details() != "context deadline exceeded":
                         raise
                     last_error = f"{endpoint}: {err.details() or err.code().name}"
                     self._next_endpoint(endpoint)

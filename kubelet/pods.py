@@ -78,6 +78,7 @@ class PodSyncer:
         self._pull_failed: dict[str, float] = {}
         self._ip_lock = asyncio.Lock()
         self._reserved: set[str] = set()
+        self._written: dict[str, tuple[int, t.PodStatus]] = {}  # uid -> (rv, status) we wrote
 
     # ------------------------------------------------------------ sync
 
@@ -390,6 +391,7 @@ class PodSyncer:
             await asyncio.to_thread(shutil.rmtree, self._pod_dir(uid), True)
 
     def forget(self, uid: str) -> None:
+        self._written.pop(uid, None)
         self.probes.forget(uid)
         self.crash.forget(uid)
         self.pulls.forget(uid)
@@ -408,6 +410,18 @@ class PodSyncer:
 
     # ------------------------------------------------------------ status
 
+    def _reported(self, pod: t.Pod) -> t.PodStatus:
+        """The pod's status as the apiserver has it now, as far as we know.
+
+        The informer's copy may not have our last write yet; comparing with it
+        would skip a change back (Ready, written False, then True again before
+        the watch caught up) until the next resync.
+        """
+        written = self._written.get(pod.metadata.uid)
+        if written is not None and written[0] >= int(pod.metadata.resource_version or 0):
+            return written[1]
+        return pod.status
+
     async def _report(self, pod: t.Pod, mine: list[Instance], notes: dict[str, Note]) -> str:
         """Write the pod's status if it changed; return its phase."""
         uid = pod.metadata.uid
@@ -423,13 +437,14 @@ class PodSyncer:
             pod_ip=sandbox.ip if sandbox is not None and sandbox.running else "",
             now=datetime.datetime.now(datetime.UTC))
         status = pod_status(pod, seen)
-        if status == pod.status:
+        if status == self._reported(pod):
             return status.phase
         updated = t.Pod()
         updated.CopyFrom(pod)
         updated.status.CopyFrom(status)
         try:
-            await self.client.update_status(updated)
+            written = await self.client.update_status(updated)
+            self._written[uid] = (int(written.metadata.resource_version), status)
         except errors.Conflict:
             self.requeue(_key(pod), 0.0)
         except errors.NotFound:

@@ -28,7 +28,9 @@ def _ids_and_counts(pod: t.Pod) -> dict[str, tuple[str, int]]:
 
 async def test_a_restarted_kubelet_adopts_running_containers(
         node_cluster: LocalCluster, node_client: ApiClient, node_namespace: str) -> None:
-    await node_client.create(echo_pod("steady", node_namespace))
+    probe = t.Probe(http_get=t.HTTPGetAction(path="/", port=t.IntOrString(int_val=8080)),
+                    period_seconds=1)
+    await node_client.create(echo_pod("steady", node_namespace, readiness_probe=probe))
     pod = await until_ready(node_client, "steady", node_namespace)
     before = _ids_and_counts(pod)
     docker_ids = {c.id for c in containers_of(pod, include_stopped=False)}
@@ -45,8 +47,9 @@ async def test_a_restarted_kubelet_adopts_running_containers(
     fresh.spec.node_name = node
     await node_client.create(fresh)
     await until_ready(node_client, "after-restart", node_namespace)
-    # ... and the old one was neither restarted nor recreated
-    pod = await node_client.get("Pod", "steady", node_namespace)
+    # ... and the old one was neither restarted nor recreated, and is Ready again
+    # (its probe passes at once: well before the kubelet's 30 s resync)
+    pod = await until_ready(node_client, "steady", node_namespace, timeout=10)
     assert _ids_and_counts(pod) == before
     assert {c.id for c in containers_of(pod, include_stopped=False)} == docker_ids
 
