@@ -95,6 +95,26 @@ class Controller:
             raise
 
 
+async def write_status(api: ApiClient, obj: Message, status: Message) -> None:
+    """Write status onto obj, unless it already has it.
+
+    A Conflict means our cached copy is behind (often our own last status
+    write): the status goes onto the current object, unless its spec moved on
+    meanwhile (then the next reconcile computes a new one).
+    """
+    if status == obj.status:
+        return
+    updated = obj.__deepcopy__()
+    updated.status.CopyFrom(status)
+    try:
+        await api.update_status(updated)
+    except errors.Conflict:
+        current = await api.get(kinds.of(obj).name, obj.metadata.name, obj.metadata.namespace)
+        if current.metadata.generation == obj.metadata.generation:
+            current.status.CopyFrom(status)
+            await api.update_status(current)
+
+
 def split_key(key: str) -> tuple[str, str]:
     """namespace, name of a "namespace/name" key ("", name for cluster-scoped)."""
     namespace, _, name = key.rpartition("/")

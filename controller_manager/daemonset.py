@@ -37,9 +37,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from controller_manager import pods as podutil
-from controller_manager.base import Controller
-from controller_manager.expectations import Expectations
 from controller_manager.ownership import claim
+from controller_manager.podowner import PodOwnerController
 from minik8s import errors, selectors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.informer import NAMESPACE_INDEX
@@ -138,10 +137,6 @@ def pods_by_node(pods: Iterable[t.Pod]) -> dict[str, list[t.Pod]]:
     return dict(grouped)
 
 
-def _terminating(pod: t.Pod) -> bool:
-    return pod.metadata.HasField("deletion_timestamp")
-
-
 def _keep_first(pod: t.Pod) -> tuple:
     """Sort key: the pod to keep of several on a node comes first (bound, then oldest)."""
     return not pod.spec.node_name, pod.metadata.creation_timestamp.ToNanoseconds(), \
@@ -150,7 +145,7 @@ def _keep_first(pod: t.Pod) -> tuple:
 
 def _surplus(pods: Sequence[t.Pod]) -> list[t.Pod]:
     """On a node that should run the DaemonSet: finished pods and all live ones but one."""
-    live = [p for p in pods if not _terminating(p)]
+    live = [p for p in pods if not podutil.is_terminating(p)]
     finished = [p for p in live if p.status.phase in FINISHED_PHASES]
     running = sorted((p for p in live if p.status.phase not in FINISHED_PHASES), key=_keep_first)
     return finished + running[1:]
@@ -175,7 +170,7 @@ def plan(eligible: dict[str, bool], by_node: dict[str, list[t.Pod]]) -> Plan:
         elif run:
             result.delete.extend(_surplus(pods))
         else:
-            result.delete.extend(p for p in pods if not _terminating(p))
+            result.delete.extend(p for p in pods if not podutil.is_terminating(p))
     for node, pods in sorted(by_node.items()):
         if node not in eligible:
             result.orphaned.extend(pods)
@@ -206,7 +201,7 @@ def rolling_deletions(by_node: dict[str, list[t.Pod]], eligible_nodes: Iterable[
     """
     unavailable, broken, candidates = 0, [], []
     for node in eligible_nodes:
-        live = [p for p in by_node.get(node, []) if not _terminating(p)]
+        live = [p for p in by_node.get(node, []) if not podutil.is_terminating(p)]
         if len(live) != 1:
             unavailable += 1
             continue
@@ -228,7 +223,7 @@ def daemon_status(ds: t.DaemonSet, eligible: dict[str, bool], by_node: dict[str,
     status = t.DaemonSetStatus(observed_generation=ds.metadata.generation,
                                conditions=ds.status.conditions)
     for node, run in eligible.items():
-        live = sorted((p for p in by_node.get(node, []) if not _terminating(p)),
+        live = sorted((p for p in by_node.get(node, []) if not podutil.is_terminating(p)),
                       key=_keep_first)
         if not run:
             status.number_misscheduled += bool(live)
@@ -247,58 +242,18 @@ def daemon_status(ds: t.DaemonSet, eligible: dict[str, bool], by_node: dict[str,
 
 # ---------------------------------------------------------------- controller
 
-class DaemonSetController(Controller):
+class DaemonSetController(PodOwnerController):
     name = "daemonset"
     kind = "DaemonSet"
 
     def register(self) -> None:
-        # Two books, so that one pass may both create and delete.
-        self.creations, self.deletions = Expectations(), Expectations()
-        self.pods = self.ctx.informer("Pod")
+        super().register()
         self.nodes = self.ctx.informer("Node")
-        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
 
-    # ------------------------------------------------------------ pod events
-
-    def _owner_key(self, pod: t.Pod) -> str | None:
-        ref = podutil.controller_of(pod)
-        if ref is None or ref.kind != self.kind:
-            return None
-        key = f"{pod.metadata.namespace}/{ref.name}"
-        ds = self.primary.get(key)
-        return key if ds is not None and ds.metadata.uid == ref.uid else None
-
-    def _enqueue_matching(self, pod: t.Pod) -> None:
-        """An orphan: every DaemonSet that might adopt it should look."""
-        for ds in self.primary.by_index(NAMESPACE_INDEX, pod.metadata.namespace):
-            if selectors.LabelSelector.from_proto(ds.spec.selector).matches(pod.metadata.labels):
-                self.enqueue(ds)
-
-    def _pod_added(self, pod: t.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.creations.creation_observed(key)
-            self.queue.add(key)
-        elif podutil.controller_of(pod) is None:
-            self._enqueue_matching(pod)
-
-    def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
-        for pod in (old, new):
-            if (key := self._owner_key(pod)) is not None:
-                self.queue.add(key)
-        if podutil.controller_of(new) is None and old.metadata.labels != new.metadata.labels:
-            self._enqueue_matching(new)
-        if _terminating(new) and not _terminating(old):
-            self._deletion_seen(new)
-
-    def _pod_deleted(self, pod: t.Pod) -> None:
-        self._deletion_seen(pod)
-
-    def _deletion_seen(self, pod: t.Pod) -> None:
-        if (key := self._owner_key(pod)) is not None:
-            self.deletions.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
+    def might_adopt(self, owner: t.DaemonSet, pod: t.Pod) -> bool:
+        return selectors.LabelSelector.from_proto(owner.spec.selector).matches(
+            pod.metadata.labels)
 
     # ------------------------------------------------------------ node events
 
@@ -338,7 +293,7 @@ class DaemonSetController(Controller):
         eligible = {n.metadata.name: should_run(template, n) for n in self.nodes.list()}
         by_node = pods_by_node(mine)
         revision = template_hash(ds.spec.template)
-        if self._satisfied(key) and not _terminating(ds):
+        if self._satisfied(key) and not podutil.is_terminating(ds):
             acted = await self._manage(key, ds, plan(eligible, by_node), revision)
             # the rollout goes on from what the manage pass left, once that is observed
             if not acted and ds.spec.update_strategy.type == "RollingUpdate":

@@ -26,6 +26,10 @@ def controller_ref(owner: Message) -> t.OwnerReference:
                             controller=True, block_owner_deletion=True)
 
 
+def is_terminating(obj: Message) -> bool:
+    return obj.metadata.HasField("deletion_timestamp")
+
+
 def is_active(pod: t.Pod) -> bool:
     """Counts toward replicas: not finished and not being deleted."""
     return (pod.status.phase not in ("Succeeded", "Failed")

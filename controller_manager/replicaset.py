@@ -5,7 +5,7 @@ import asyncio
 import logging
 
 from controller_manager import pods as podutil
-from controller_manager.base import Controller
+from controller_manager.base import Controller, write_status
 from controller_manager.expectations import Expectations
 from controller_manager.ownership import claim
 from minik8s import errors, selectors
@@ -143,19 +143,5 @@ class ReplicaSetController(Controller):
             # look again once they have been ready for minReadySeconds
             self.queue.add_after(f"{rs.metadata.namespace}/{rs.metadata.name}",
                                  rs.spec.min_ready_seconds)
-        if status == rs.status:
-            return
-        updated = t.ReplicaSet()
-        updated.CopyFrom(rs)
-        updated.status.CopyFrom(status)
-        try:
-            await self.ctx.api.update_status(updated)
-        except errors.Conflict:
-            # our cached copy is behind (often our own last status write): write the
-            # status onto the current object, unless its spec moved on meanwhile
-            current = await self.ctx.api.get("ReplicaSet", rs.metadata.name,
-                                             rs.metadata.namespace)
-            if current.metadata.generation == rs.metadata.generation:
-                current.status.CopyFrom(status)
-                await self.ctx.api.update_status(current)
+        await write_status(self.ctx.api, rs, status)
 

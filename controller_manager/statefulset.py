@@ -47,10 +47,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from controller_manager import pods as podutil
-from controller_manager.base import Controller
+from controller_manager.base import write_status
 from controller_manager.deployment import template_hash
-from controller_manager.expectations import Expectations
 from controller_manager.ownership import claim, controlled_by
+from controller_manager.podowner import PodOwnerController
 from minik8s import errors, selectors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.informer import NAMESPACE_INDEX
@@ -165,10 +165,6 @@ def recover_template(sts: t.StatefulSet, pods: Iterable[t.Pod],
 
 # ---------------------------------------------------------------- pod state (pure)
 
-def terminating(obj: t.Pod | t.StatefulSet) -> bool:
-    return obj.metadata.HasField("deletion_timestamp")
-
-
 def finished(pod: t.Pod) -> bool:
     return pod.status.phase in FINISHED_PHASES
 
@@ -179,7 +175,7 @@ def running_and_ready(pod: t.Pod) -> bool:
 
 def healthy(pod: t.Pod, min_ready_seconds: int, now: datetime.datetime) -> bool:
     """Running, Ready for minReadySeconds, and not terminating."""
-    return (pod.status.phase == "Running" and not terminating(pod)
+    return (pod.status.phase == "Running" and not podutil.is_terminating(pod)
             and podutil.is_available(pod, min_ready_seconds, now))
 
 
@@ -253,7 +249,7 @@ def _replicas(m: Members, policy: Policy, now: datetime.datetime, result: Plan) 
         pod = m.replicas.get(ordinal)
         if pod is None:
             result.create.append(ordinal)
-        elif finished(pod) and not terminating(pod):
+        elif finished(pod) and not podutil.is_terminating(pod):
             result.recreate.append(pod)
         elif not policy.ordered or healthy(pod, policy.min_ready_seconds, now):
             continue
@@ -265,7 +261,7 @@ def _replicas(m: Members, policy: Policy, now: datetime.datetime, result: Plan) 
 def _condemned(m: Members, policy: Policy, result: Plan) -> bool:
     """Step 2; whether the pass goes on."""
     for pod in m.condemned:
-        if not terminating(pod):
+        if not podutil.is_terminating(pod):
             result.delete.append(pod)
         if policy.ordered:
             return False
@@ -278,7 +274,7 @@ def _roll(m: Members, policy: Policy, now: datetime.datetime, result: Plan) -> N
         pod = m.replicas.get(ordinal)
         if pod is None or pod in result.recreate:
             return  # being made: not healthy yet
-        if revision_of(pod) != policy.update_revision and not terminating(pod):
+        if revision_of(pod) != policy.update_revision and not podutil.is_terminating(pod):
             result.delete.append(pod)
             return
         if not healthy(pod, policy.min_ready_seconds, now):
@@ -326,7 +322,7 @@ def stateful_status(sts: t.StatefulSet, pods: Sequence[t.Pod], current_revision:
             status.ready_replicas += 1
             status.available_replicas += podutil.is_available(pod, sts.spec.min_ready_seconds,
                                                               now)
-        if not terminating(pod):
+        if not podutil.is_terminating(pod):
             status.current_replicas += revision_of(pod) == current_revision
             status.updated_replicas += revision_of(pod) == update
     if status.updated_replicas == status.replicas == status.ready_replicas:
@@ -338,58 +334,13 @@ def stateful_status(sts: t.StatefulSet, pods: Sequence[t.Pod], current_revision:
 
 # ---------------------------------------------------------------- controller
 
-class StatefulSetController(Controller):
+class StatefulSetController(PodOwnerController):
     name = "statefulset"
     kind = "StatefulSet"
 
-    def register(self) -> None:
-        # Two books, so that one pass may both create and delete (Parallel).
-        self.creations, self.deletions = Expectations(), Expectations()
-        self.pods = self.ctx.informer("Pod")
-        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-
-    # ------------------------------------------------------------ pod events
-
-    def _owner_key(self, pod: t.Pod) -> str | None:
-        ref = podutil.controller_of(pod)
-        if ref is None or ref.kind != self.kind:
-            return None
-        key = f"{pod.metadata.namespace}/{ref.name}"
-        sts = self.primary.get(key)
-        return key if sts is not None and sts.metadata.uid == ref.uid else None
-
-    def _enqueue_matching(self, pod: t.Pod) -> None:
-        """An orphan: every StatefulSet that might adopt it should look."""
-        for sts in self.primary.by_index(NAMESPACE_INDEX, pod.metadata.namespace):
-            if ordinal_of(sts.metadata.name, pod.metadata.name) is not None and \
-                    selectors.LabelSelector.from_proto(sts.spec.selector).matches(
-                        pod.metadata.labels):
-                self.enqueue(sts)
-
-    def _pod_added(self, pod: t.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.creations.creation_observed(key)
-            self.queue.add(key)
-        elif podutil.controller_of(pod) is None:
-            self._enqueue_matching(pod)
-
-    def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
-        for pod in (old, new):
-            if (key := self._owner_key(pod)) is not None:
-                self.queue.add(key)
-        if podutil.controller_of(new) is None and old.metadata.labels != new.metadata.labels:
-            self._enqueue_matching(new)
-        if terminating(new) and not terminating(old):
-            self._deletion_seen(new)
-
-    def _pod_deleted(self, pod: t.Pod) -> None:
-        self._deletion_seen(pod)
-
-    def _deletion_seen(self, pod: t.Pod) -> None:
-        if (key := self._owner_key(pod)) is not None:
-            self.deletions.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
+    def might_adopt(self, owner: t.StatefulSet, pod: t.Pod) -> bool:
+        return ordinal_of(owner.metadata.name, pod.metadata.name) is not None and \
+            selectors.LabelSelector.from_proto(owner.spec.selector).matches(pod.metadata.labels)
 
     # ------------------------------------------------------------ reconcile
 
@@ -406,7 +357,7 @@ class StatefulSetController(Controller):
         current = sts.status.current_revision or update_revision(sts)
         now = podutil.now()
         if self.creations.satisfied(key) and self.deletions.satisfied(key) and \
-                not terminating(sts):
+                not podutil.is_terminating(sts):
             await self._sync(key, sts, mine, current, now)
         await self._update_status(key, sts, stateful_status(sts, mine, current, now))
 
@@ -487,18 +438,4 @@ class StatefulSetController(Controller):
         if status.ready_replicas > status.available_replicas:
             # look again once they have been ready for minReadySeconds
             self.queue.add_after(key, sts.spec.min_ready_seconds)
-        if status == sts.status:
-            return
-        updated = t.StatefulSet()
-        updated.CopyFrom(sts)
-        updated.status.CopyFrom(status)
-        try:
-            await self.ctx.api.update_status(updated)
-        except errors.Conflict:
-            # our cached copy is behind (often our own last status write): write the
-            # status onto the current object, unless its spec moved on meanwhile
-            current = await self.ctx.api.get("StatefulSet", sts.metadata.name,
-                                             sts.metadata.namespace)
-            if current.metadata.generation == sts.metadata.generation:
-                current.status.CopyFrom(status)
-                await self.ctx.api.update_status(current)
+        await write_status(self.ctx.api, sts, status)
