@@ -34,7 +34,7 @@ import time
 import urllib.request
 import uuid
 from array import array
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -701,6 +701,26 @@ def saturation(ours: float, machine: float) -> str:
     verdict = "saturated" if machine >= 0.85 * cpus() else "not saturated"
     return (f"{ours:.2f} cores busy in our processes, {machine:.2f} of {cpus()} on the "
             f"machine: CPU {verdict}")
+
+
+def render_cpu_table(intro: str, groups: Sequence[str],
+                     phases: Iterable[tuple[str, float, dict[str, float]]],
+                     background: float) -> str:
+    """The "### CPU" section: cores busy per group in each (phase, seconds, usage)."""
+    lines = ["### CPU", "", intro, "",
+             f"| phase | seconds | {' | '.join(groups)} | other | machine |",
+             "|---|---|" + "---|" * (len(groups) + 2)]
+    notes = []
+    for phase, secs, used in phases:
+        ours = sum(used.get(g, 0.0) for g in groups)
+        other = max(used.get("machine", 0.0) - ours, 0.0)
+        cells = " | ".join(f"{used.get(g, 0.0):.2f}" for g in groups)
+        lines.append(f"| {phase} | {secs:.1f} | {cells} | {other:.2f} | "
+                     f"{used.get('machine', 0.0):.2f} |")
+        notes.append(f"{phase}: {saturation(ours, used.get('machine', 0.0))}")
+    lines += ["", "; ".join(notes) + f" (other processes kept {background:.2f} cores busy "
+              f"before the cluster started; {cpus()} CPUs)."]
+    return "\n".join(lines) + "\n"
 
 
 def render_creates(rep: Report) -> str:

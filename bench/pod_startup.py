@@ -38,7 +38,7 @@ from pathlib import Path
 
 import docker
 
-from bench.api import cpus, machine, percentile, saturation, versions, yes_no
+from bench.api import machine, percentile, render_cpu_table, versions, yes_no
 from bench.common import DOC, log
 from bench.controllers import monotonic_of
 from bench.scheduler import ClusterCpu, busy, follow, run_benchmark
@@ -489,24 +489,12 @@ CPU_GROUPS = ("bench", "apiserver-0", "etcd", "scheduler-0", "controller-manager
 
 
 def render_cpu(m: Measured, background: float) -> str:
-    lines = ["### CPU", "",
-             "Cores busy per process (CPU seconds / wall seconds, from /proc, sampled every "
-             "0.5 s); `node-N` are the kubelets, `other` the rest of the machine (the "
-             "containerd shims, the containers themselves, and whatever else runs).", "",
-             f"| phase | seconds | {' | '.join(CPU_GROUPS)} | other | machine |",
-             "|---|---|" + "---|" * (len(CPU_GROUPS) + 2)]
-    notes = []
-    for name, used, secs in (("create → all Ready", m.cpu_startup, m.startup_seconds),
-                             ("delete → all gone", m.cpu_delete, m.delete_seconds)):
-        ours = sum(used.get(g, 0.0) for g in CPU_GROUPS)
-        other = max(used.get("machine", 0.0) - ours, 0.0)
-        cells = " | ".join(f"{used.get(g, 0.0):.2f}" for g in CPU_GROUPS)
-        lines.append(f"| {name} | {secs:.1f} | {cells} | {other:.2f} | "
-                     f"{used.get('machine', 0.0):.2f} |")
-        notes.append(f"{name}: {saturation(ours, used.get('machine', 0.0))}")
-    lines += ["", "; ".join(notes) + f" (other processes kept {background:.2f} cores busy "
-              f"before the cluster started; {cpus()} CPUs)."]
-    return "\n".join(lines) + "\n"
+    return render_cpu_table(
+        "Cores busy per process (CPU seconds / wall seconds, from /proc, sampled every "
+        "0.5 s); `node-N` are the kubelets, `other` the rest of the machine (the "
+        "containerd shims, the containers themselves, and whatever else runs).",
+        CPU_GROUPS, [("create → all Ready", m.startup_seconds, m.cpu_startup),
+                     ("delete → all gone", m.delete_seconds, m.cpu_delete)], background)
 
 
 # ---------------------------------------------------------------- main

@@ -59,10 +59,10 @@ from pathlib import Path
 
 from bench.api import (
     cpu_seconds,
-    cpus,
     machine,
     metric,
     percentile,
+    render_cpu_table,
     saturation,
     scrape,
     versions,
@@ -1193,24 +1193,13 @@ CPU_GROUPS = ("bench", "apiserver-0", "etcd", "controller-manager-0", "node-0", 
 
 
 def render_cpu(rep: Report) -> str:
-    lines = ["### CPU", "",
-             "Cores busy per process (CPU seconds / wall seconds, from /proc); `bench` is "
-             "this process with its client threads, `proxy's iptables` the proxy's finished "
-             "iptables-save and iptables-restore children, `other` the rest of the machine "
-             "(the containers, their shims and whatever else runs).", "",
-             f"| phase | seconds | {' | '.join(CPU_GROUPS)} | other | machine |",
-             "|---|---|" + "---|" * (len(CPU_GROUPS) + 2)]
-    notes = []
-    for phase, (secs, used) in rep.cpu.items():
-        ours = sum(used.get(g, 0.0) for g in CPU_GROUPS)
-        other = max(used.get("machine", 0.0) - ours, 0.0)
-        cells = " | ".join(f"{used.get(g, 0.0):.2f}" for g in CPU_GROUPS)
-        lines.append(f"| {phase} | {secs:.1f} | {cells} | {other:.2f} | "
-                     f"{used.get('machine', 0.0):.2f} |")
-        notes.append(f"{phase}: {saturation(ours, used.get('machine', 0.0))}")
-    lines += ["", "; ".join(notes) + f" (other processes kept {rep.background:.2f} cores "
-              f"busy before the cluster started; {cpus()} CPUs)."]
-    return "\n".join(lines) + "\n"
+    return render_cpu_table(
+        "Cores busy per process (CPU seconds / wall seconds, from /proc); `bench` is "
+        "this process with its client threads, `proxy's iptables` the proxy's finished "
+        "iptables-save and iptables-restore children, `other` the rest of the machine "
+        "(the containers, their shims and whatever else runs).",
+        CPU_GROUPS, [(phase, secs, used) for phase, (secs, used) in rep.cpu.items()],
+        rep.background)
 
 
 # ---------------------------------------------------------------- main
