@@ -18,6 +18,7 @@ from dnslib import DNSRecord
 from minik8s import errors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
+from minik8s.dns.server import exchange
 
 log = logging.getLogger("minik8s.dns.registration")
 
@@ -47,26 +48,7 @@ def endpoints_for(peers: set[Peer]) -> list[t.EndpointSubset]:
 
 async def answers(peer: Peer, name: str, timeout: float = 0.5) -> bool:
     """Whether a DNS server answers a query for name at all."""
-    loop = asyncio.get_running_loop()
-    answered: asyncio.Future[bool] = loop.create_future()
-
-    class Probe(asyncio.DatagramProtocol):
-        def datagram_received(self, _data: bytes, _addr: Peer) -> None:
-            if not answered.done():
-                answered.set_result(True)
-
-        def error_received(self, _exc: Exception) -> None:
-            if not answered.done():
-                answered.set_result(False)
-
-    transport, _ = await loop.create_datagram_endpoint(Probe, remote_addr=peer)
-    try:
-        transport.sendto(DNSRecord.question(name, "A").pack())
-        return await asyncio.wait_for(answered, timeout)
-    except TimeoutError:
-        return False
-    finally:
-        transport.close()
+    return await exchange(DNSRecord.question(name, "A").pack(), peer, timeout) is not None
 
 
 class Registration:

@@ -56,7 +56,7 @@ class Resolver:
         qtype = QTYPE.get(question.qtype, str(question.qtype))
         name = str(question.qname)
         if self.upstream is not None and not self.zone.ours(name):
-            return await forward(data, self.upstream)
+            return await exchange(data, self.upstream)
         answer = self.zone.answer(name, qtype)
         reply = request.reply()
         reply.header.rcode = getattr(RCODE, answer.rcode)
@@ -69,17 +69,21 @@ class Resolver:
         return reply.pack()
 
 
-async def forward(data: bytes, upstream: tuple[str, int], timeout: float = 2.0) -> bytes | None:
-    """One query relayed to the upstream server over UDP."""
+async def exchange(data: bytes, server: tuple[str, int], timeout: float = 2.0) -> bytes | None:
+    """One query sent to a DNS server over UDP: its answer, or None (refused, or no answer)."""
     loop = asyncio.get_running_loop()
-    answered: asyncio.Future[bytes] = loop.create_future()
+    answered: asyncio.Future[bytes | None] = loop.create_future()
 
     class Relay(asyncio.DatagramProtocol):
         def datagram_received(self, reply: bytes, _addr: tuple[str, int]) -> None:
             if not answered.done():
                 answered.set_result(reply)
 
-    transport, _ = await loop.create_datagram_endpoint(Relay, remote_addr=upstream)
+        def error_received(self, _exc: Exception) -> None:  # ICMP: nobody listens there
+            if not answered.done():
+                answered.set_result(None)
+
+    transport, _ = await loop.create_datagram_endpoint(Relay, remote_addr=server)
     try:
         transport.sendto(data)
         return await asyncio.wait_for(answered, timeout)
