@@ -69,13 +69,9 @@ class IptablesProxier:
     def _sync(self, ports: Sequence[ServicePort]) -> None:
         saved = {table: _run(["iptables-save", "-t", table]) for table in ("nat", "filter")}
         self._ensure_hooks(saved)
-        wanted = render(ports, self.chains, self.cluster_cidr)
-        declared = {table: set(_our_chains(_section(wanted, table), self.chains.prefix))
-                    for table in saved}
-        stale = [(table, chain) for table, text in saved.items()
-                 for chain in _our_chains(text, self.chains.prefix)
-                 if chain not in declared[table]]
-        text = render(ports, self.chains, self.cluster_cidr, stale) if stale else wanted
+        existing = [(table, chain) for table, text in saved.items()
+                    for chain in _our_chains(text, self.chains.prefix)]
+        text = render(ports, self.chains, self.cluster_cidr, existing)
         _run(["iptables-restore", "--noflush"], stdin=text)
         self.rules = sum(line.startswith("-A ") for line in text.splitlines())
 
@@ -115,8 +111,3 @@ def _hook_rule(builtin: str, chain: str) -> str:
 def _our_chains(saved: str, prefix: str) -> list[str]:
     return [line[1:].split()[0] for line in saved.splitlines()
             if line.startswith(f":{prefix}-")]
-
-
-def _section(text: str, table: str) -> str:
-    start = text.index(f"*{table}\n")
-    return text[start:text.index("COMMIT", start)]

@@ -97,8 +97,12 @@ def _comment(text: str) -> str:
 
 
 def render(ports: Sequence[ServicePort], chains: Chains, cluster_cidr: str,
-           stale: Sequence[tuple[str, str]] = ()) -> str:
-    """The iptables-restore input for every chain of ours; stale (table, chain)s are deleted."""
+           existing: Sequence[tuple[str, str]] = ()) -> str:
+    """The iptables-restore input for every chain of ours.
+
+    existing: the (table, chain)s of ours the kernel has now; those no longer
+    wanted are deleted in the same restore.
+    """
     nat = _Table("nat")
     filt = _Table("filter")
     for name in (chains.services, chains.nodeports, chains.postrouting, chains.mark_masq):
@@ -117,7 +121,7 @@ def render(ports: Sequence[ServicePort], chains: Chains, cluster_cidr: str,
         _service(port, chains, cluster_cidr, nat, filt)
     nat.add(chains.services, f"{_comment('service nodeports')} -m addrtype --dst-type LOCAL "
                              f"-j {chains.nodeports}")
-    for table, name in stale:
+    for table, name in existing:
         (nat if table == "nat" else filt).delete(name)
     return nat.text() + filt.text()
 
@@ -177,7 +181,7 @@ class _Table:
         self._rules.append(f"-A {chain} {rule}")
 
     def delete(self, chain: str) -> None:
-        """Declare (which flushes) then delete a chain no longer wanted."""
+        """Declare (which flushes) then delete a chain, unless it is wanted."""
         if chain not in self._chains:
             self._deleted.append(chain)
 

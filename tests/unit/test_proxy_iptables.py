@@ -1,9 +1,7 @@
 """proxy/iptables.py's pure helpers, on iptables-save text as the kernel's tools print it."""
 from __future__ import annotations
 
-import pytest
-
-from proxy.iptables import _hook_args, _hook_rule, _our_chains, _section
+from proxy.iptables import _hook_args, _hook_rule, _our_chains
 from proxy.model import ServicePort
 from proxy.rules import Chains, render
 
@@ -52,8 +50,14 @@ COMMIT
 """
 
 
+def table_text(text: str, table: str) -> str:
+    """One table's part of iptables-save output, as `iptables-save -t TABLE` prints it."""
+    start = text.index(f"*{table}\n")
+    return text[start:text.index("COMMIT", start)]
+
+
 def test_our_chains_only_those_with_our_prefix() -> None:
-    nat, filt = _section(SAVED, "nat"), _section(SAVED, "filter")
+    nat, filt = table_text(SAVED, "nat"), table_text(SAVED, "filter")
     assert _our_chains(nat, P) == [f"{P}-MARK-MASQ", f"{P}-SERVICES", f"{P}-SVC-ABCDEFGHIJKLMN"]
     assert _our_chains(filt, P) == [f"{P}-EXTERNAL", f"{P}-FORWARD"]
     assert _our_chains(nat, OTHER) == [f"{OTHER}-SERVICES"]
@@ -61,35 +65,25 @@ def test_our_chains_only_those_with_our_prefix() -> None:
     assert _our_chains("", P) == []
 
 
-def test_section_is_one_tables_text() -> None:
-    nat = _section(SAVED, "nat")
-    assert nat.startswith("*nat\n") and "COMMIT" not in nat
-    assert ":POSTROUTING ACCEPT" in nat and "*filter" not in nat and "DOCKER-USER" not in nat
-    filt = _section(SAVED, "filter")
-    assert filt.startswith("*filter\n") and ":PREROUTING" not in filt and "DOCKER-USER" in filt
-    with pytest.raises(ValueError):
-        _section(SAVED, "mangle")
-
-
 def test_section_of_rendered_rules() -> None:
     text = render([], CHAINS, "10.244.0.0/16")
-    assert f":{CHAINS.postrouting} " in _section(text, "nat")
-    assert f":{CHAINS.postrouting} " not in _section(text, "filter")
-    assert f":{CHAINS.external} " in _section(text, "filter")
+    assert f":{CHAINS.postrouting} " in table_text(text, "nat")
+    assert f":{CHAINS.postrouting} " not in table_text(text, "filter")
+    assert f":{CHAINS.external} " in table_text(text, "filter")
 
 
-def test_stale_chains_as_a_sync_finds_them() -> None:
-    """Ours in the kernel but not in this render, per table: what _sync deletes."""
+def test_a_sync_deletes_exactly_the_chains_no_longer_wanted() -> None:
+    """Ours in the kernel but not in this render are deleted; wanted ones are kept."""
     port = ServicePort("ns", "web", "http", "TCP", "10.96.0.10", 80, 0, 0, ("10.244.0.5:8080",))
-    wanted = render([port], CHAINS, "10.244.0.0/16")
-    stale = [(table, chain) for table in ("nat", "filter")
-             for chain in _our_chains(_section(SAVED, table), P)
-             if f":{chain} " not in _section(wanted, table)]
-    assert stale == [("nat", f"{P}-SVC-ABCDEFGHIJKLMN")]
+    existing = [(table, chain) for table in ("nat", "filter")
+                for chain in _our_chains(table_text(SAVED, table), P)]
+    text = render([port], CHAINS, "10.244.0.0/16", existing)
+    assert [line for line in text.splitlines() if line.startswith("-X ")] == \
+        [f"-X {P}-SVC-ABCDEFGHIJKLMN"]
 
 
 def test_hook_rule_as_iptables_save_prints_it() -> None:
-    nat, filt = _section(SAVED, "nat"), _section(SAVED, "filter")
+    nat, filt = table_text(SAVED, "nat"), table_text(SAVED, "filter")
     assert _hook_rule("PREROUTING", CHAINS.services) in nat
     assert _hook_rule("FORWARD", CHAINS.forward) in filt
     assert _hook_rule("OUTPUT", CHAINS.services) not in nat        # not installed yet

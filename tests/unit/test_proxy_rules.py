@@ -75,7 +75,7 @@ def probability(rule: str) -> float:
 
 def test_tables_framed_and_chains_ours_and_short() -> None:
     text = render([port(node_port=30080, affinity=60), port("empty", (), node_port=30081)],
-                  CHAINS, CIDR, stale=[("nat", f"{P}-SVC-OLD"), ("filter", f"{P}-OLDF")])
+                  CHAINS, CIDR, existing=[("nat", f"{P}-SVC-OLD"), ("filter", f"{P}-OLDF")])
     assert text.startswith("*nat\n") and text.endswith("COMMIT\n")
     tables = parse(text)
     assert list(tables) == ["nat", "filter"]
@@ -233,7 +233,7 @@ def test_service_with_endpoints_is_not_rejected() -> None:
 def test_stale_chains_declared_then_deleted_after_the_rules() -> None:
     old_nat, old_filter = f"{P}-SVC-GONEGONEGONE1", f"{P}-SEP-GONEGONEGONE2"
     tables = parse(render([port()], CHAINS, CIDR,
-                          stale=[("nat", old_nat), ("filter", old_filter)]))
+                          existing=[("nat", old_nat), ("filter", old_filter)]))
     for table, old in (tables["nat"], old_nat), (tables["filter"], old_filter):
         assert old in table.chains and table.deleted == [old]
         assert table.lines.index(f"-X {old}") > max(
@@ -244,5 +244,5 @@ def test_stale_chains_declared_then_deleted_after_the_rules() -> None:
 
 def test_a_stale_chain_still_wanted_is_not_deleted() -> None:
     p = port()
-    nat = parse(render([p], CHAINS, CIDR, stale=[("nat", CHAINS.svc(p))]))["nat"]
+    nat = parse(render([p], CHAINS, CIDR, existing=[("nat", CHAINS.svc(p))]))["nat"]
     assert nat.deleted == [] and nat.chains.count(CHAINS.svc(p)) == 1
