@@ -128,7 +128,7 @@ class Kubelet:
         while True:
             keys = {f"{p.metadata.namespace}/{p.metadata.name}" for p in self.pods.list()}
             try:
-                keys |= {i.pod_key for i in await self.runtime.instances() if i.pod_key}
+                keys |= await self.runtime.pod_keys()
             except Exception as exc:  # engine away; the next round tries again
                 log.warning("listing containers: %s", exc)
             for key in keys:

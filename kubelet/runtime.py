@@ -134,13 +134,22 @@ class Runtime:
         data = await self.call(self.client.api.inspect_container, instance.id)
         return instance_from_inspect(data, self.network)
 
+    async def _labels(self, *extra: str, running: bool = False) -> list[dict[str, str]]:
+        """The labels of our containers (from the list: no inspect of each)."""
+        filters: dict = {"label": [*labels.owner_filter(self.cluster, self.node), *extra]}
+        if running:
+            filters["status"] = "running"
+        found = await self.call(self.client.api.containers, all=not running, filters=filters)
+        return [c["Labels"] or {} for c in found]
+
     async def sandbox_ips(self) -> set[str]:
         """Addresses held by this node's running sandboxes."""
-        filters = {"label": [*labels.owner_filter(self.cluster, self.node),
-                             f"{labels.CONTAINER_NAME}={labels.SANDBOX}"],
-                   "status": "running"}
-        found = await self.call(self.client.api.containers, filters=filters)
-        return {c["Labels"].get(labels.POD_IP, "") for c in found} - {""}
+        found = await self._labels(f"{labels.CONTAINER_NAME}={labels.SANDBOX}", running=True)
+        return {lbls.get(labels.POD_IP, "") for lbls in found} - {""}
+
+    async def pod_keys(self) -> set[str]:
+        """"namespace/name" of every pod with a container of ours, running or not."""
+        return {key for lbls in await self._labels() if (key := labels.pod_key(lbls))}
 
     async def image_present(self, image: str) -> bool:
         try:
