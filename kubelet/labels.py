@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from minik8s.podnet import CLUSTER_LABEL
+
 PREFIX = "io.minik8s"
-CLUSTER = f"{PREFIX}.cluster"          # which cluster's kubelets own it
+CLUSTER = CLUSTER_LABEL                # which cluster's kubelets own it (and its network)
 NODE = f"{PREFIX}.node"                # which node's kubelet owns it
 POD_UID = f"{PREFIX}.pod.uid"
 POD_NAMESPACE = f"{PREFIX}.pod.namespace"
