@@ -9,119 +9,28 @@ minictl's logs/exec, to the project's own containers.
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from tests.compose import Compose, compose_cluster, compose_down, eventually, run, state_dir
 
 if os.environ.get("MINIK8S_SKIP_E2E") == "1":
     pytest.skip("MINIK8S_SKIP_E2E=1", allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(900)
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "minik8s-e2e"
-STATE = ROOT / ".work" / "compose" / PROJECT
-COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
-MINICTL = ROOT / ".venv" / "bin" / "minictl"
-LABELS = (f"com.docker.compose.project={PROJECT}", f"io.minik8s.compose={PROJECT}")
-T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T], timeout: float, what: str, interval: float = 1.0) -> T:
-    """check()'s first truthy result within timeout; AssertionError naming `what` if none."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-            if last:
-                return last
-        except (subprocess.CalledProcessError, OSError, ValueError, KeyError) as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
-        time.sleep(interval)
-
-
-def run(*argv: str | Path, env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], env=env, cwd=ROOT, check=check, text=True,
-                          capture_output=True, timeout=timeout, input=stdin)
-
-
-def compose_cmd() -> list[str]:
-    if run("docker", "compose", "version", check=False).returncode == 0:
-        return ["docker", "compose", "-p", PROJECT, "-f", str(COMPOSE_FILE)]
-    return ["docker-compose", "-p", PROJECT, "-f", str(COMPOSE_FILE)]
-
-
-@dataclass
-class Compose:
-    env: dict[str, str]          # minictl's environment (MINIK8S_CONFIG of this cluster)
-    settings: dict[str, str]     # .work/compose/env: subnet and published ports
-
-    def minictl(self, *args: str, stdin: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(MINICTL, *args, env=self.env, stdin=stdin, check=check, timeout=60)
-
-    def get(self, *args: str) -> dict[str, Any]:
-        return json.loads(self.minictl("get", *args, "-o", "json").stdout)
-
-    def container(self, service: str) -> str:
-        out = run(*compose_cmd(), "ps", "-q", service).stdout.split()
-        assert out, f"no container for service {service}"
-        return out[0]
-
-    def nodeport(self, node: str) -> int:
-        return int(self.settings[f"MINIK8S_NODEPORT_{node.split('-')[1]}"])
-
-
-def labelled(kind: str) -> set[str]:
-    """Names of the Docker objects of this kind (container, network, volume) labelled as ours."""
-    found: set[str] = set()
-    for label in LABELS:
-        argv = ["docker", kind, "ls", "--filter", f"label={label}", "--format", "{{.Name}}"]
-        if kind == "container":
-            argv = ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"]
-        found |= set(run(*argv).stdout.split())
-    return found
-
-
-def compose_down() -> subprocess.CompletedProcess[str]:
-    return run(ROOT / "scripts" / "compose-down.sh", check=False, timeout=300,
-               env=dict(os.environ, MINIK8S_COMPOSE_PROJECT=PROJECT))
 
 
 @pytest.fixture(scope="module")
 def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
-    config = tmp_path_factory.mktemp("compose") / "config"
-    # leave ~/.minik8s/config and a compose cluster of the user's alone
-    env = dict(os.environ, MINIK8S_CONFIG=str(config), MINIK8S_COMPOSE_PROJECT=PROJECT)
-    env.pop("MINIK8S_SERVERS", None)
-    compose_down()
-    log = tmp_path_factory.getbasetemp() / "compose-up.log"
-    with open(log, "w") as out:
-        proc = subprocess.run([str(ROOT / "scripts" / "compose-up.sh")], env=env, cwd=ROOT,
-                              stdout=out, stderr=subprocess.STDOUT, timeout=840, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-60:])
-        compose_down()
-        pytest.fail(f"scripts/compose-up.sh failed ({proc.returncode}); log {log}:\n{tail}")
-    settings = dict(line.split("=", 1) for line in
-                    (STATE / "env").read_text().split())
-    try:
-        yield Compose(env=env, settings=settings)
-    finally:
-        compose_down()
+    with compose_cluster(PROJECT, tmp_path_factory.mktemp("compose")) as cluster:
+        yield cluster
 
 
 def pods(c: Compose, selector: str = "app=hello") -> list[dict[str, Any]]:
@@ -267,10 +176,10 @@ def test_node_stopped_goes_not_ready_and_pods_move(compose: Compose) -> None:
 
 
 def test_compose_down_leaves_nothing(compose: Compose) -> None:
-    assert labelled("container"), "the project should be running before compose-down"
-    proc = compose_down()
+    assert compose.labelled("container"), "the project should be running before compose-down"
+    proc = compose_down(PROJECT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert labelled("container") == set()
-    assert labelled("network") == set()
-    assert labelled("volume") == set()
-    assert not STATE.exists()
+    assert compose.labelled("container") == set()
+    assert compose.labelled("network") == set()
+    assert compose.labelled("volume") == set()
+    assert not state_dir(PROJECT).exists()
