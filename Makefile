@@ -29,6 +29,7 @@ images:
 	scripts/start-docker.sh && scripts/build-images.sh
 
 test: venv images
+	scripts/install-deps.sh --test
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

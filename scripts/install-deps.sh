@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages minik8s needs (Debian), only those missing.
-# Used by `make up` and by CI; safe to run again.
+# Used by `make up`, `make test` and CI; safe to run again. With --test, also what
+# the tests need beyond the cluster itself (a headless browser for the dashboard).
 set -euo pipefail
 
 declare -A want=(
@@ -15,6 +16,10 @@ declare -A want=(
   [debootstrap]=debootstrap
   [docker-compose]=docker-compose
 )
+if [ "${1:-}" = --test ]; then
+  want[chromium]=chromium
+  want[chromedriver]=chromium-driver
+fi
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")

@@ -256,6 +256,32 @@ def dns(log_level: str, server: str | None, bind_address: str, cluster_domain: s
     sys.exit(asyncio.run(run_dns(options)))
 
 
+@main.command()
+@click.option("--server", default=None,
+              help="apiservers host:port,... (default: MINIK8S_SERVERS or config)")
+@click.option("--bind-address", default="127.0.0.1", help="address to serve the pages on")
+@click.option("--port", default=8001, help="port of the pages, /healthz and /metrics "
+              "(0: pick one)")
+@click.option("--prometheus", default="", show_default=False, help="Prometheus base URL for the charts, "
+              "e.g. http://prometheus:9090 (default: no charts)")
+@click.option("--log-level", default="INFO")
+def dashboard(log_level: str, server: str | None, prometheus: str, **opts: object) -> None:
+    """Serve a read-only, live web view of the cluster."""
+    from minik8s.dashboard.main import DashboardOptions
+    from minik8s.dashboard.main import run as run_dashboard
+
+    if prometheus and not prometheus.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{prometheus!r}: expected http://HOST:PORT",
+                                 param_hint="--prometheus")
+    serving.setup_logging("dashboard", log_level)
+    try:
+        options = DashboardOptions(servers=config.servers(server), prometheus=prometheus,
+                                   **opts)
+    except config.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(asyncio.run(run_dashboard(options)))
+
+
 @main.command("local-up")
 @click.option("--masters", default=3,
               help="etcd members, apiservers, schedulers and controller-managers")
