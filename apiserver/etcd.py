@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from aetcd.rpc import rpc_pb2 as rpc
 from aetcd.rpc import rpc_pb2_grpc as rpc_grpc
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("minik8s.apiserver.etcd")
 
@@ -26,6 +26,10 @@ ETCD_LATENCY = Histogram(
     "etcd_request_duration_seconds", "etcd request latency by operation",
     ["operation"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+ETCD_ERRORS = Counter("etcd_request_errors_total", "etcd requests that failed, by operation",
+                      ["operation"])
+for _operation in ("range", "txn", "compact"):
+    ETCD_ERRORS.labels(_operation)  # exported at 0 before the first failure
 
 # etcd closes a watch whose member loses its leader, instead of leaving it
 # silently stalled on a partitioned member (as Kubernetes asks for).
@@ -116,28 +120,36 @@ class Etcd:
             self._current = (self._current + 1) % len(self.endpoints)
 
     async def _call(self, operation: str, stub_cls: type, method: str, request: object) -> object:
+        """One request, timed; counted as an error if no member answered it well."""
+        with ETCD_LATENCY.labels(operation).time():
+            try:
+                return await self._call_members(stub_cls, method, request)
+            except (EtcdUnavailable, grpc.aio.AioRpcError):
+                ETCD_ERRORS.labels(operation).inc()
+                raise
+
+    async def _call_members(self, stub_cls: type, method: str, request: object) -> object:
         """Call one member after another until one answers or the budget is spent."""
         deadline = time.monotonic() + self.request_timeout
         last_error = "no member tried"
         delay = 0.02
-        with ETCD_LATENCY.labels(operation).time():
-            while True:
-                endpoint = self.endpoints[self._current]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise EtcdUnavailable(
-                        f"etcd unavailable ({last_error}); is a quorum of members up?")
-                stub = self._stub(endpoint, stub_cls)
-                try:
-                    return await getattr(stub, method)(request, timeout=min(remaining, 2.0),
-                                                       metadata=REQUIRE_LEADER)
-                except grpc.aio.AioRpcError as err:
-                    if err.code() not in _RETRYABLE and err.details() != "context deadline exceeded":
-                        raise
-                    last_error = f"{endpoint}: {err.details() or err.code().name}"
-                    self._next_endpoint(endpoint)
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.5)
+        while True:
+            endpoint = self.endpoints[self._current]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise EtcdUnavailable(
+                    f"etcd unavailable ({last_error}); is a quorum of members up?")
+            stub = self._stub(endpoint, stub_cls)
+            try:
+                return await getattr(stub, method)(request, timeout=min(remaining, 2.0),
+                                                   metadata=REQUIRE_LEADER)
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in _RETRYABLE and err.details() != "context deadline exceeded":
+                    raise
+                last_error = f"{endpoint}: {err.details() or err.code().name}"
+                self._next_endpoint(endpoint)
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
 
     async def txn(self, compare: Sequence[rpc.Compare], success: Sequence[rpc.RequestOp],
                   failure: Sequence[rpc.RequestOp] = ()) -> rpc.TxnResponse:

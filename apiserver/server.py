@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 
 from apiserver import fencing
 from apiserver.allocators import ServiceAllocator
 from apiserver.etcd import Etcd, EtcdUnavailable
 from apiserver.etcd_status import etcd_status
 from apiserver.registry import Registry, matcher
+from apiserver.statemetrics import StateCollector
 from apiserver.storage import DEFAULT_MAX_OBJECT_BYTES, Extras, Storage
 from apiserver.watchcache import WatchCache
 from minik8s import errors, kinds, serving
@@ -219,6 +220,8 @@ async def run(opts: Options) -> None:
     cache = WatchCache(etcd, capacity=opts.watch_cache_size,
                        bookmark_interval=opts.bookmark_interval)
     cache.start()
+    state_metrics = StateCollector(cache.caches)
+    REGISTRY.register(state_metrics)
     cidr = ipaddress.ip_network(opts.service_cidr)
     allocator = ServiceAllocator(cidr, lambda: cache["Service"].objects.values())
     registry = Registry(Storage(etcd, opts.max_object_bytes), cache, allocator)
@@ -250,6 +253,7 @@ async def run(opts: Options) -> None:
     await server.stop(grace=2)
     await http.stop()
     await cache.stop()
+    REGISTRY.unregister(state_metrics)
     await etcd.close()
     log.info("stopped")
 

@@ -1,9 +1,9 @@
-"""The kubelet's own gRPC API: container logs, exec, and image load.
+"""The kubelet's own gRPC API: container logs, exec, image load and stats.
 
 Users reach a pod's containers through the kubelet of the pod's node (as
 `kubectl logs/exec` go through the Kubernetes kubelet), and machines with no
 registry get images by `minictl image load` streaming a `docker save` archive
-here. Containers are found by the labels the kubelet put on them
+here. Stats answers from the kubelet's stats cache (kubelet/stats.py). Containers are found by the labels the kubelet put on them
 (kubelet/labels.py), scoped to this kubelet's cluster and node, so kubelets
 sharing one Docker engine never see each other's containers.
 
@@ -163,14 +163,16 @@ class _LogPump:
 
 
 class KubeletApi(k_grpc.KubeletServicer):
-    """Serves Logs, Exec and LoadImage for the containers of one node."""
+    """Serves Logs, Exec, LoadImage and Stats for the containers of one node."""
 
     def __init__(self, docker_client: docker.DockerClient, executor: Executor,
-                 cluster: str, node: str) -> None:
+                 cluster: str, node: str,
+                 stats: Callable[[], k.StatsResponse] = k.StatsResponse) -> None:
         self._docker = docker_client
         self._executor = executor
         self._cluster = cluster
         self._node = node
+        self._stats = stats
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -311,6 +313,13 @@ class KubeletApi(k_grpc.KubeletServicer):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                           f"loading the image archive failed: {_docker_message(exc)}") from None
         return loaded
+
+
+    # ------------------------------------------------------------ Stats
+
+    async def Stats(self, request: k.StatsRequest,
+                    context: grpc.aio.ServicerContext) -> k.StatsResponse:
+        return self._stats()
 
 
 def add_to_server(server: grpc.aio.Server, api: KubeletApi) -> None:

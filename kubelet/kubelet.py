@@ -4,7 +4,8 @@ Three sources put pod keys on one work queue: the informer of the pods bound
 to this node, Docker's event stream of this node's containers (a container
 died, or was removed behind our back), and the probers. Workers run
 ``PodSyncer.sync(key)``; a slow resync catches anything missed while the
-engine or the apiserver was away.
+engine or the apiserver was away. Apart from that, the stats cache samples the
+containers' usage for the Stats API and the running pod and container gauges.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from kubelet.nodenet import NodeNetwork
 from kubelet.pods import PodConfig, PodSyncer
 from kubelet.prober import ProbeManager
 from kubelet.runtime import Runtime
+from kubelet.stats import StatsCache
 from minik8s import errors, podnet, serving
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
@@ -60,6 +62,7 @@ class KubeletOptions:
     status_interval: float = 10.0
     lease_renew_interval: float = 2.0
     resync_interval: float = 30.0
+    housekeeping_interval: float = 10.0   # container stats and counts, as cAdvisor's
     cluster_dns: str = ""
     cluster_domain: str = "cluster.local"
 
@@ -80,6 +83,7 @@ class Kubelet:
         self.nodenet = NodeNetwork(self.runtime, opts.cluster_cidr) \
             if opts.network_mode == "node" else None
         self.events = EventRecorder(self.client, "kubelet", host=opts.node_name)
+        self.stats = StatsCache(self.runtime, opts.node_name, opts.housekeeping_interval)
         self.probes = ProbeManager(self.runtime.exec, lambda key, _reason: self.queue.add(key))
         owner = Owner(opts.cluster, opts.node_name)
         self.syncer = PodSyncer(
@@ -92,10 +96,17 @@ class Kubelet:
         self._wire()
 
     def _wire(self) -> None:
-        enqueue = self._enqueue_pod
-        self.pods.add_handler(enqueue, self._pod_updated, enqueue)
+        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.node_informer.add_handler(self._node_seen, lambda _old, new: self._node_seen(new),
                                        self._node_seen)
+
+    def _pod_added(self, pod: t.Pod) -> None:
+        self.syncer.starts.seen(pod)
+        self._enqueue_pod(pod)
+
+    def _pod_deleted(self, pod: t.Pod) -> None:
+        self.syncer.starts.forget(pod.metadata.uid)
+        self._enqueue_pod(pod)
 
     def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
         """Act on changes of what to run, not on status writes (our own, mostly)."""
@@ -152,7 +163,8 @@ class Kubelet:
         server = serving.make_grpc_server()
         health = serving.add_grpc_health(server)
         kubelet_api.add_to_server(server, kubelet_api.KubeletApi(
-            self.docker, self.runtime.executor, opts.cluster, opts.node_name))
+            self.docker, self.runtime.executor, opts.cluster, opts.node_name,
+            stats=lambda: self.stats.latest))
         port = server.add_insecure_port(f"{opts.bind_address}:{opts.port}")
         await server.start()
         http = serving.HttpEndpoints(healthz=self._engine_answers, readyz=self.pods.has_synced)
@@ -173,6 +185,7 @@ class Kubelet:
         await serving.set_serving(health, True)
         tasks = [asyncio.create_task(c) for c in (
             agent.run_status(), agent.run_lease(), self.events.run(), self._resync(),
+            self.stats.run(),
             run_workers(self.queue, self.syncer.sync, opts.workers))]
         signal_name = await serving.wait_for_termination()
         log.info("%s: stopping (pods keep running)", signal_name)

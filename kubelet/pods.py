@@ -40,6 +40,7 @@ from kubelet.containers import (
     service_env,
 )
 from kubelet.dns import resolv_conf
+from kubelet.podmetrics import POD_WORKER_DURATION, StartTimes
 from kubelet.prober import ProbeManager
 from kubelet.runtime import EngineError, Instance, Runtime
 from kubelet.status import TERMINAL, Note, Observed, pod_status, runs_of
@@ -73,6 +74,7 @@ class PodSyncer:
         self.pods, self.services, self.probes = pods, services, probes
         self.events, self.requeue = events, requeue
         self.pod_cidr = ""
+        self.starts = StartTimes()
         self.crash = Backoff(*config.crash_backoff)
         self.pulls = Backoff(*config.crash_backoff)
         self._pull_failed: dict[str, float] = {}
@@ -83,6 +85,13 @@ class PodSyncer:
     # ------------------------------------------------------------ sync
 
     async def sync(self, key: str) -> None:
+        started = time.monotonic()
+        operation = await self._sync(key)
+        if operation:
+            POD_WORKER_DURATION.labels(operation).observe(time.monotonic() - started)
+
+    async def _sync(self, key: str) -> str:
+        """One sync; what it was (create, sync, kill), or "" if there was nothing to do."""
         namespace, name = key.split("/", 1)
         pod = self.pods.get(key)
         instances = await self.runtime.pod_instances(namespace, name)
@@ -91,20 +100,23 @@ class PodSyncer:
         if stale:
             await self._remove(stale)
         if pod is None:
-            return
+            return "kill" if stale else ""
         mine = [i for i in instances if i.pod_uid == uid]
         if pod.metadata.HasField("deletion_timestamp"):
             await self._terminate(pod, mine)
-        elif pod.status.phase in TERMINAL:
+            return "kill"
+        if pod.status.phase in TERMINAL:
             await self._stop(pod, [i for i in mine if i.running])
-        else:
-            notes: dict[str, Note] = {}
-            if await self._start_what_is_missing(pod, mine, notes):
-                mine = await self.runtime.pod_instances(namespace, name)
-                mine = [i for i in mine if i.pod_uid == uid]
-            if await self._report(pod, mine, notes) in TERMINAL:
-                await self._stop(pod, [i for i in mine if i.running])  # the sandbox
-            await self._prune(mine)
+            return "kill"
+        operation = "sync" if mine else "create"
+        notes: dict[str, Note] = {}
+        if await self._start_what_is_missing(pod, mine, notes):
+            mine = await self.runtime.pod_instances(namespace, name)
+            mine = [i for i in mine if i.pod_uid == uid]
+        if await self._report(pod, mine, notes) in TERMINAL:
+            await self._stop(pod, [i for i in mine if i.running])  # the sandbox
+        await self._prune(mine)
+        return operation
 
     async def _start_what_is_missing(self, pod: t.Pod, mine: list[Instance],
                                      notes: dict[str, Note]) -> bool:
@@ -216,10 +228,11 @@ class PodSyncer:
         wait = self.crash.remaining(key, since)
         if wait > 0:
             delay = self.crash.delay(key)
+            self.events.record(pod, "Warning", "BackOff", "Back-off restarting failed "
+                               f"container {spec.name} in pod {_described(pod)}")
             notes[spec.name] = Note(
                 "CrashLoopBackOff", f"back-off {delay:g}s restarting failed container="
-                f"{spec.name} pod={pod.metadata.name}_{pod.metadata.namespace}"
-                f"({pod.metadata.uid})")
+                f"{spec.name} pod={_described(pod)}")
             self.requeue(_key(pod), wait)
             return False
         self.crash.next(key, since)
@@ -392,6 +405,7 @@ class PodSyncer:
 
     def forget(self, uid: str) -> None:
         self._written.pop(uid, None)
+        self.starts.forget(uid)
         self.probes.forget(uid)
         self.crash.forget(uid)
         self.pulls.forget(uid)
@@ -437,6 +451,7 @@ class PodSyncer:
             pod_ip=sandbox.ip if sandbox is not None and sandbox.running else "",
             now=datetime.datetime.now(datetime.UTC))
         status = pod_status(pod, seen)
+        self.starts.observe(uid, status)
         if status == self._reported(pod):
             return status.phase
         updated = t.Pod()
@@ -462,3 +477,8 @@ def _restarts(pod: t.Pod, exited: Instance, init: bool) -> bool:
 
 def _key(pod: t.Pod) -> str:
     return f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+
+def _described(pod: t.Pod) -> str:
+    """A pod as Kubernetes' kubelet names it in messages: name_namespace(uid)."""
+    return f"{pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"

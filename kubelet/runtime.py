@@ -5,6 +5,9 @@ container stop waits out the grace period; the default executor is too small
 to hold many of those). Containers are read back into ``Instance`` records
 built from ``docker inspect``: the labels say which pod and container an
 instance belongs to, the state says how it is doing.
+
+Every Docker call goes through ``Runtime.call``, which times it and counts its
+failures by operation (kubelet_runtime_operations_*, with CRI-style names).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import asyncio
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +23,7 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+from prometheus_client import Counter, Histogram
 
 from kubelet import labels
 
@@ -26,6 +31,25 @@ log = logging.getLogger("minik8s.kubelet.runtime")
 
 T = TypeVar("T")
 _EPOCH = "0001-01-01T00:00:00Z"
+
+# The Docker SDK functions the runtime calls, by the operation Kubernetes' metrics name.
+OPERATIONS = {
+    "containers": "list_containers", "inspect_container": "container_status",
+    "create_container": "create_container", "start": "start_container",
+    "stop": "stop_container", "remove_container": "remove_container",
+    "stats": "container_stats", "exec_sync": "exec_sync", "pull": "pull_image",
+    "inspect_image": "image_status", "create_volume": "create_volume",
+    "version": "version", "ping": "ping",
+}
+OPERATION_DURATION = Histogram(
+    "kubelet_runtime_operations_duration_seconds", "Seconds a Docker engine call took.",
+    ["operation_type"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+OPERATION_ERRORS = Counter(
+    "kubelet_runtime_operations_errors_total", "Docker engine calls that failed.",
+    ["operation_type"])
+for _operation in OPERATIONS.values():
+    OPERATION_ERRORS.labels(_operation)  # exported at 0 before the first failure
 
 
 class EngineError(Exception):
@@ -104,11 +128,25 @@ class Runtime:
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="docker")
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) on the pool; an engine refusal as EngineError.
+
+        Docker SDK calls (those named in OPERATIONS) are timed and their
+        failures counted; other blocking work (iptables, files) is not.
+        """
         loop = asyncio.get_running_loop()
+        operation = OPERATIONS.get(getattr(fn, "__name__", ""))
+        started = time.perf_counter()
         try:
             return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
-        except docker.errors.APIError as err:
-            raise EngineError(str(err.explanation or err)) from None
+        except Exception as err:
+            if operation is not None:
+                OPERATION_ERRORS.labels(operation).inc()
+            if isinstance(err, docker.errors.APIError):
+                raise EngineError(str(err.explanation or err)) from None
+            raise
+        finally:
+            if operation is not None:
+                OPERATION_DURATION.labels(operation).observe(time.perf_counter() - started)
 
     # ------------------------------------------------------------ reading
 
@@ -134,13 +172,16 @@ class Runtime:
         data = await self.call(self.client.api.inspect_container, instance.id)
         return instance_from_inspect(data, self.network)
 
-    async def _labels(self, *extra: str, running: bool = False) -> list[dict[str, str]]:
-        """The labels of our containers (from the list: no inspect of each)."""
+    async def summaries(self, *extra: str, running: bool = False) -> list[dict[str, Any]]:
+        """`docker ps` of our containers (id, state, labels: no inspect of each)."""
         filters: dict = {"label": [*labels.owner_filter(self.cluster, self.node), *extra]}
         if running:
             filters["status"] = "running"
-        found = await self.call(self.client.api.containers, all=not running, filters=filters)
-        return [c["Labels"] or {} for c in found]
+        return await self.call(self.client.api.containers, all=not running, filters=filters)
+
+    async def _labels(self, *extra: str, running: bool = False) -> list[dict[str, str]]:
+        """The labels of our containers (from the list: no inspect of each)."""
+        return [c["Labels"] or {} for c in await self.summaries(*extra, running=running)]
 
     async def sandbox_ips(self) -> set[str]:
         """Addresses held by this node's running sandboxes."""
@@ -150,6 +191,11 @@ class Runtime:
     async def pod_keys(self) -> set[str]:
         """"namespace/name" of every pod with a container of ours, running or not."""
         return {key for lbls in await self._labels() if (key := labels.pod_key(lbls))}
+
+    async def stats(self, container_id: str) -> dict[str, Any]:
+        """One `docker stats --no-stream` sample: the engine reads twice, about a second
+        apart, so cpu_stats and precpu_stats give the CPU rate."""
+        return await self.call(self.client.api.stats, container_id, stream=False)
 
     async def image_present(self, image: str) -> bool:
         try:
@@ -207,10 +253,10 @@ class Runtime:
     async def exec(self, container_id: str, command: list[str],
                    timeout: float) -> tuple[int, bytes]:
         """Run a command in a container (a probe); (exit code, output)."""
-        def run() -> tuple[int, bytes]:
+        def exec_sync() -> tuple[int, bytes]:
             result = self.client.containers.get(container_id).exec_run(command)
             return result.exit_code if result.exit_code is not None else -1, result.output
-        return await asyncio.wait_for(self.call(run), timeout)
+        return await asyncio.wait_for(self.call(exec_sync), timeout)
 
     async def version(self) -> str:
         return (await self.call(self.client.version)).get("Version", "unknown")

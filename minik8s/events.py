@@ -1,11 +1,13 @@
 """Recording Events, as client-go's event recorder: fire and forget.
 
-A component calls record(...) and carries on; a background task writes the
+A component calls record(...) and carries on; background workers write the
 events. Repeats of the same event (same object, type, reason and message)
 are folded into one Event whose count and lastTimestamp grow, so a pod that
-fails to schedule a hundred times is one event with count 100. When the
-apiserver cannot keep up, events beyond max_pending are dropped: events are
-for people, never worth slowing the component down.
+fails to schedule a hundred times is one event with count 100. The repeats of
+one event always go to the same worker, in order, so two of them never race
+to create two Events. When the apiserver cannot keep up, events beyond
+max_pending are dropped: events are for people, never worth slowing the
+component down.
 """
 from __future__ import annotations
 
@@ -58,9 +60,10 @@ class EventRecorder:
         self.client = client
         self.component = component
         self.host = host
-        self._pending: asyncio.Queue[tuple[_Key, t.ObjectReference]] = asyncio.Queue(max_pending)
+        # one queue per worker; an event's repeats all go to the same one
+        self._pending: list[asyncio.Queue[tuple[_Key, t.ObjectReference]]] = [
+            asyncio.Queue(max(1, max_pending // workers)) for _ in range(workers)]
         self._seen: OrderedDict[_Key, t.Event] = OrderedDict()  # the most recent, for folding
-        self._workers = workers
         self._dropped = DROPPED.labels(component)
 
     def record(self, obj: Message, type_: str, reason: str, message: str) -> None:
@@ -68,16 +71,16 @@ class EventRecorder:
         ref = _reference(obj)
         key = _Key(ref.namespace or "default", ref.uid, type_, reason, message)
         try:
-            self._pending.put_nowait((key, ref))
+            self._pending[hash(key) % len(self._pending)].put_nowait((key, ref))
         except asyncio.QueueFull:
             self._dropped.inc()
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._work() for _ in range(self._workers)))
+        await asyncio.gather(*(self._work(queue) for queue in self._pending))
 
-    async def _work(self) -> None:
+    async def _work(self, pending: asyncio.Queue[tuple[_Key, t.ObjectReference]]) -> None:
         while True:
-            key, ref = await self._pending.get()
+            key, ref = await pending.get()
             try:
                 await self._write(key, ref)
             except errors.ApiError as exc:

@@ -1,4 +1,4 @@
-"""How clients reach a node's kubelet (logs, exec, image load).
+"""How clients reach a node's kubelet (logs, exec, image load, stats).
 
 These calls do not go through the apiserver: the apiserver only says where a
 pod runs (spec.nodeName) and where that node's kubelet listens (the node's
@@ -19,6 +19,7 @@ from minik8s.client import ApiClient, make_channel
 
 ADDRESS_PREFERENCE = ("InternalIP", "Hostname")
 FALLBACK_ADDRESS = "127.0.0.1"
+STATS_TIMEOUT = 10.0   # seconds: the answer is cached, so a slow one means a stuck kubelet
 
 Chunks = Iterable[bytes] | AsyncIterable[bytes]
 
@@ -114,6 +115,16 @@ class KubeletClient:
         except grpc.aio.AioRpcError as err:
             raise _error(self.target, err) from None
         return list(response.images)
+
+    async def stats(self, timeout: float = STATS_TIMEOUT) -> k.StatsResponse:
+        """The node's and its pods' resource usage, as the kubelet last sampled it."""
+        try:
+            return await self._stub.Stats(k.StatsRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise KubeletError(f"the kubelet at {self.target} did not answer within "
+                                   f"{timeout:g}s") from None
+            raise _error(self.target, err) from None
 
     async def close(self) -> None:
         await self._channel.close()

@@ -540,9 +540,10 @@ for _command in _inspect.COMMANDS:
     main.add_command(_command)
 
 from minik8s.cli import nodes as _nodes  # noqa: E402  (cordon, uncordon, drain)
+from minik8s.cli import top as _top  # noqa: E402  (top nodes, top pods)
 from minik8s.cli import workloads as _workloads  # noqa: E402  (expose, scale, rollout, set)
 
-for _command in (*_workloads.COMMANDS, *_nodes.COMMANDS):
+for _command in (*_workloads.COMMANDS, *_nodes.COMMANDS, *_top.COMMANDS):
     main.add_command(_command)
 for _command in _workloads.CREATE_COMMANDS:  # create deployment, create namespace
     create.add_command(_command)

@@ -22,27 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cminik8s/api/v1/kubelet.proto\x12\x0eminik8s.api.v1\"\x9e\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x06 \x01(\x08\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"j\n\x0b\x45xecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x01\"A\n\x0c\x45xecResponse\x12\x0e\n\x06stdout\x18\x01 \x01(\x0c\x12\x0e\n\x06stderr\x18\x02 \x01(\x0c\x12\x11\n\texit_code\x18\x03 \x01(\x05\"\x1a\n\nImageChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11LoadImageResponse\x12\x0e\n\x06images\x18\x01 \x03(\t2\xdb\x01\n\x07Kubelet\x12?\n\x04Logs\x12\x1b.minik8s.api.v1.LogsRequest\x1a\x18.minik8s.api.v1.LogChunk0\x01\x12\x41\n\x04\x45xec\x12\x1b.minik8s.api.v1.ExecRequest\x1a\x1c.minik8s.api.v1.ExecResponse\x12L\n\tLoadImage\x12\x1a.minik8s.api.v1.ImageChunk\x1a!.minik8s.api.v1.LoadImageResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cminik8s/api/v1/kubelet.proto\x12\x0eminik8s.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x06 \x01(\x08\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"j\n\x0b\x45xecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x01\"A\n\x0c\x45xecResponse\x12\x0e\n\x06stdout\x18\x01 \x01(\x0c\x12\x0e\n\x06stderr\x18\x02 \x01(\x0c\x12\x11\n\texit_code\x18\x03 \x01(\x05\"\x1a\n\nImageChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11LoadImageResponse\x12\x0e\n\x06images\x18\x01 \x03(\t\"\x0e\n\x0cStatsRequest\"S\n\x0e\x43ontainerStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10usage_nano_cores\x18\x02 \x01(\x04\x12\x19\n\x11working_set_bytes\x18\x03 \x01(\x04\"l\n\x08PodStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x32\n\ncontainers\x18\x04 \x03(\x0b\x32\x1e.minik8s.api.v1.ContainerStats\"\xa4\x01\n\rStatsResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10usage_nano_cores\x18\x03 \x01(\x04\x12\x19\n\x11working_set_bytes\x18\x04 \x01(\x04\x12&\n\x04pods\x18\x05 \x03(\x0b\x32\x18.minik8s.api.v1.PodStats2\xa1\x02\n\x07Kubelet\x12?\n\x04Logs\x12\x1b.minik8s.api.v1.LogsRequest\x1a\x18.minik8s.api.v1.LogChunk0\x01\x12\x41\n\x04\x45xec\x12\x1b.minik8s.api.v1.ExecRequest\x1a\x1c.minik8s.api.v1.ExecResponse\x12L\n\tLoadImage\x12\x1a.minik8s.api.v1.ImageChunk\x1a!.minik8s.api.v1.LoadImageResponse(\x01\x12\x44\n\x05Stats\x12\x1c.minik8s.api.v1.StatsRequest\x1a\x1d.minik8s.api.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'minik8s.api.v1.kubelet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGSREQUEST']._serialized_start=49
-  _globals['_LOGSREQUEST']._serialized_end=207
-  _globals['_LOGCHUNK']._serialized_start=209
-  _globals['_LOGCHUNK']._serialized_end=233
-  _globals['_EXECREQUEST']._serialized_start=235
-  _globals['_EXECREQUEST']._serialized_end=341
-  _globals['_EXECRESPONSE']._serialized_start=343
-  _globals['_EXECRESPONSE']._serialized_end=408
-  _globals['_IMAGECHUNK']._serialized_start=410
-  _globals['_IMAGECHUNK']._serialized_end=436
-  _globals['_LOADIMAGERESPONSE']._serialized_start=438
-  _globals['_LOADIMAGERESPONSE']._serialized_end=473
-  _globals['_KUBELET']._serialized_start=476
-  _globals['_KUBELET']._serialized_end=695
+  _globals['_LOGSREQUEST']._serialized_start=82
+  _globals['_LOGSREQUEST']._serialized_end=240
+  _globals['_LOGCHUNK']._serialized_start=242
+  _globals['_LOGCHUNK']._serialized_end=266
+  _globals['_EXECREQUEST']._serialized_start=268
+  _globals['_EXECREQUEST']._serialized_end=374
+  _globals['_EXECRESPONSE']._serialized_start=376
+  _globals['_EXECRESPONSE']._serialized_end=441
+  _globals['_IMAGECHUNK']._serialized_start=443
+  _globals['_IMAGECHUNK']._serialized_end=469
+  _globals['_LOADIMAGERESPONSE']._serialized_start=471
+  _globals['_LOADIMAGERESPONSE']._serialized_end=506
+  _globals['_STATSREQUEST']._serialized_start=508
+  _globals['_STATSREQUEST']._serialized_end=522
+  _globals['_CONTAINERSTATS']._serialized_start=524
+  _globals['_CONTAINERSTATS']._serialized_end=607
+  _globals['_PODSTATS']._serialized_start=609
+  _globals['_PODSTATS']._serialized_end=717
+  _globals['_STATSRESPONSE']._serialized_start=720
+  _globals['_STATSRESPONSE']._serialized_end=884
+  _globals['_KUBELET']._serialized_start=887
+  _globals['_KUBELET']._serialized_end=1176
 # @@protoc_insertion_point(module_scope)

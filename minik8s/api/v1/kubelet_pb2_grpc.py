@@ -49,6 +49,11 @@ class KubeletStub:
                 request_serializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.ImageChunk.SerializeToString,
                 response_deserializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.LoadImageResponse.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/minik8s.api.v1.Kubelet/Stats',
+                request_serializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.StatsRequest.SerializeToString,
+                response_deserializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class KubeletServicer:
@@ -72,6 +77,12 @@ class KubeletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KubeletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +100,11 @@ def add_KubeletServicer_to_server(servicer, server):
                     servicer.LoadImage,
                     request_deserializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.ImageChunk.FromString,
                     response_serializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.LoadImageResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.StatsRequest.FromString,
+                    response_serializer=minik8s_dot_api_dot_v1_dot_kubelet__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +188,33 @@ class Kubelet:
             '/minik8s.api.v1.Kubelet/LoadImage',
             minik8s_dot_api_dot_v1_dot_kubelet__pb2.ImageChunk.SerializeToString,
             minik8s_dot_api_dot_v1_dot_kubelet__pb2.LoadImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minik8s.api.v1.Kubelet/Stats',
+            minik8s_dot_api_dot_v1_dot_kubelet__pb2.StatsRequest.SerializeToString,
+            minik8s_dot_api_dot_v1_dot_kubelet__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
