@@ -159,6 +159,8 @@ def controller_manager(log_level: str, cluster_cidr: str, node_monitor_grace_per
 @click.option("--node-status-update-frequency", default=10.0, help="seconds between reports")
 @click.option("--cluster-dns", default="", help="the cluster DNS address pods resolve through")
 @click.option("--cluster-domain", default="cluster.local")
+@click.option("--housekeeping-interval", default=10.0,
+              help="seconds between container stats samples (minictl top) and pod counts")
 @click.option("--log-level", default="INFO")
 def kubelet(log_level: str, server: str | None, node_labels: str, **opts: object) -> None:
     """Run this node's pods as Docker containers."""
