@@ -13,6 +13,8 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -89,11 +91,29 @@ def get(key: bytes) -> rpc.RequestOp:
 
 # ---------------------------------------------------------------- client
 
+@dataclass(frozen=True)
+class EtcdTls:
+    """The CA that signed etcd's serving certificates, and our client certificate."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        try:
+            return grpc.ssl_channel_credentials(self.ca.read_bytes(), self.key.read_bytes(),
+                                                self.cert.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"etcd TLS: {exc.filename}: {exc.strerror}") from None
+
+
 class Etcd:
-    def __init__(self, endpoints: Sequence[str], *, request_timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str], *, request_timeout: float = 5.0,
+                 tls: EtcdTls | None = None) -> None:
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = list(endpoints)
+        self._credentials = tls.credentials() if tls else None
         self.request_timeout = request_timeout
         # replicas start on different members, so their load spreads
         self._current = random.randrange(len(self.endpoints))
@@ -102,11 +122,14 @@ class Etcd:
 
     def _channel(self, endpoint: str) -> grpc.aio.Channel:
         if endpoint not in self._channels:
-            self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=(
+            options = (
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.max_reconnect_backoff_ms", 1000),
                 ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-            ))
+            )
+            self._channels[endpoint] = (
+                grpc.aio.secure_channel(endpoint, self._credentials, options=options)
+                if self._credentials else grpc.aio.insecure_channel(endpoint, options=options))
         return self._channels[endpoint]
 
     def _stub(self, endpoint: str, stub_cls: type) -> Any:

@@ -343,13 +343,17 @@ class Registry:
 
     # ------------------------------------------------------------ apply
 
-    async def apply(self, req: api.ApplyRequest) -> list[api.ApplyResult]:
-        """Create or update each object of a manifest; every document is checked first."""
+    @staticmethod
+    def load_manifest(req: api.ApplyRequest) -> list[Message]:
+        """The objects of an Apply request's manifest; every document is checked first."""
         try:
-            objects = manifest.load(req.manifest, default_namespace=req.namespace or "default")
+            return manifest.load(req.manifest, default_namespace=req.namespace or "default")
         except manifest.ManifestError as exc:
             raise errors.Invalid(str(exc)) from None
-        return [await self._apply_one(obj, req.create_only) for obj in objects]
+
+    async def apply(self, objects: list[Message], create_only: bool) -> list[api.ApplyResult]:
+        """Create or update each object (of load_manifest)."""
+        return [await self._apply_one(obj, create_only) for obj in objects]
 
     async def _apply_one(self, obj: Message, create_only: bool) -> api.ApplyResult:
         kind = kinds.of(obj)

@@ -8,15 +8,19 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 from prometheus_client import REGISTRY, Counter, Histogram
 
-from apiserver import fencing
+from apiserver import authz, fencing, policy
 from apiserver.allocators import ServiceAllocator
-from apiserver.etcd import Etcd, EtcdUnavailable
+from apiserver.authn import AUTHENTICATED, Authenticator, TokenFile, User
+from apiserver.etcd import Etcd, EtcdTls, EtcdUnavailable
 from apiserver.etcd_status import etcd_status
+from apiserver.limits import DEFAULT_MAX_WATCHES, WatchLimiter
+from apiserver.rbac import Attributes
 from apiserver.registry import Registry, matcher
 from apiserver.statemetrics import StateCollector
 from apiserver.storage import DEFAULT_MAX_OBJECT_BYTES, Extras, Storage
@@ -36,7 +40,7 @@ LATENCY = Histogram("apiserver_request_duration_seconds", "API request latency",
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 ORIGIN = ((ORIGIN_KEY, ORIGIN_APISERVER),)
-DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public")
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 def _resource(request: Any) -> str:
@@ -76,16 +80,28 @@ def _account(verb: str, request: Any, start: float, task: asyncio.Task) -> None:
     LATENCY.labels(verb, resource).observe(time.perf_counter() - start)
 
 
+# Calls that authorize what they do themselves (per object, or not at all).
+SELF_AUTHORIZED = ("apply", "access_review")
+
+
 def unary(verb: str) -> Callable:
-    """Wrap a handler: errors to status codes, the origin marker, metrics.
+    """Wrap a handler: authentication and authorization before anything else,
+    errors to status codes, the origin marker, metrics.
 
     The handler runs to its end even if the client goes away meanwhile, so a
     write that reached etcd is always accounted for as it ended.
     """
     def wrap(handler: Callable) -> Callable:
+        async def admitted(self: ApiService, request: Any,
+                           context: grpc.aio.ServicerContext) -> Any:
+            user = self.authn.authenticate(context)
+            if verb not in SELF_AUTHORIZED:
+                await self.authz.check(authz.attributes(user, verb, request))
+            return await handler(self, request, user)
+
         @functools.wraps(handler)
         async def call(self: ApiService, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            task = asyncio.ensure_future(handler(self, request))
+            task = asyncio.ensure_future(admitted(self, request, context))
             task.add_done_callback(functools.partial(_account, verb, request,
                                                      time.perf_counter()))
             try:
@@ -118,68 +134,89 @@ def _watch_revision(rv: str) -> int | None:
 
 
 class ApiService(api_grpc.ApiServerServicer):
-    def __init__(self, registry: Registry, cache: WatchCache) -> None:
+    def __init__(self, registry: Registry, cache: WatchCache, authn: Authenticator,
+                 max_watches_per_user: int = DEFAULT_MAX_WATCHES) -> None:
         self.registry = registry
         self.cache = cache
+        self.authn = authn
+        self.authz = authz.Authorizer(cache)
+        self.watches = WatchLimiter(max_watches_per_user)
 
     @unary("create")
-    async def Create(self, request: api.CreateRequest) -> api.Object:
+    async def Create(self, request: api.CreateRequest, _user: User) -> api.Object:
         return kinds.wrap(await self.registry.create(_typed(request.object), _fence(request)))
 
     @unary("get")
-    async def Get(self, request: api.GetRequest) -> api.Object:
+    async def Get(self, request: api.GetRequest, _user: User) -> api.Object:
         return kinds.wrap(await self.registry.get(request.kind, request.namespace, request.name))
 
     @unary("list")
-    async def List(self, request: api.ListRequest) -> api.ListResponse:
+    async def List(self, request: api.ListRequest, _user: User) -> api.ListResponse:
         items, revision = await self.registry.list(request)
         return api.ListResponse(items=[kinds.wrap(o) for o in items],
                                 resource_version=str(revision))
 
     @unary("update")
-    async def Update(self, request: api.UpdateRequest) -> api.Object:
+    async def Update(self, request: api.UpdateRequest, _user: User) -> api.Object:
         return kinds.wrap(await self.registry.update(_typed(request.object),
                                                      fence=_fence(request)))
 
     @unary("update_status")
-    async def UpdateStatus(self, request: api.UpdateRequest) -> api.Object:
+    async def UpdateStatus(self, request: api.UpdateRequest, _user: User) -> api.Object:
         return kinds.wrap(await self.registry.update(_typed(request.object), status=True,
                                                      fence=_fence(request)))
 
     @unary("delete")
-    async def Delete(self, request: api.DeleteRequest) -> api.Object:
+    async def Delete(self, request: api.DeleteRequest, _user: User) -> api.Object:
         return kinds.wrap(await self.registry.delete(request, _fence(request)))
 
     @unary("bind")
-    async def Bind(self, request: api.BindRequest) -> api.Object:
+    async def Bind(self, request: api.BindRequest, _user: User) -> api.Object:
         return kinds.wrap(await self.registry.bind(request, _fence(request)))
 
     @unary("apply")
-    async def Apply(self, request: api.ApplyRequest) -> api.ApplyResponse:
-        return api.ApplyResponse(results=await self.registry.apply(request))
+    async def Apply(self, request: api.ApplyRequest, user: User) -> api.ApplyResponse:
+        objects = self.registry.load_manifest(request)
+        for attrs in authz.apply_attributes(user, objects, request.create_only):
+            await self.authz.check(attrs)
+        return api.ApplyResponse(results=await self.registry.apply(objects, request.create_only))
 
     @unary("etcd_status")
-    async def EtcdStatus(self, request: api.EtcdStatusRequest) -> api.EtcdStatusResponse:
+    async def EtcdStatus(self, request: api.EtcdStatusRequest, _user: User) -> api.EtcdStatusResponse:
         return await etcd_status(self.registry.storage.etcd)
+
+    @unary("access_review")
+    async def AccessReview(self, request: api.AccessReviewRequest,
+                           user: User) -> api.AccessReviewResponse:
+        """May the caller (or, impersonated by a master, request.user) do this?"""
+        if request.user:
+            if not user.is_master:
+                raise errors.Forbidden(f'users "{request.user}" is forbidden: User '
+                                       f'"{user.name}" cannot impersonate users')
+            user = User(request.user, (*request.groups, AUTHENTICATED))
+        attrs = Attributes(user, request.verb, request.resource, request.namespace,
+                           request.name)
+        allowed = await self.authz.allows(attrs)
+        return api.AccessReviewResponse(allowed=allowed, user=user.name,
+                                        reason="" if allowed else attrs.denial())
 
     async def Watch(self, request: api.WatchRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[api.WatchEvent]:
         REQUESTS.labels("watch", request.kind, "OK").inc()
         try:
+            user = self.authn.authenticate(context)
+            await self.authz.check(authz.attributes(user, "watch", request))
             kind = kinds.by_name(request.kind)
-        except kinds.UnknownKind as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"kind: {exc}")
-            return
-        try:
             matches = matcher(kind, request.namespace, request.label_selector,
                               request.field_selector)
             revision = _watch_revision(request.resource_version)
-            events = self.cache[kind.name].watch(matches, revision, request.allow_bookmarks)
-            async for ev in events:
-                if ev.wire is None:
-                    ev.wire = api.WatchEvent(type=ev.type, object=kinds.wrap(ev.obj),
-                                             resource_version=str(ev.revision))
-                yield ev.wire
+            with self.watches.hold(user):
+                events = self.cache[kind.name].watch(matches, revision, request.allow_bookmarks)
+                async for ev in events:
+                    if ev.wire is None:
+                        ev.wire = api.WatchEvent(type=ev.type, object=kinds.wrap(ev.obj),
+                                                 resource_version=str(ev.revision))
+                    yield ev.wire
         except Exception as exc:  # every failure becomes a status, never a traceback
             code, message = _as_status(exc)
             if code == grpc.StatusCode.INTERNAL:
@@ -198,6 +235,11 @@ class Options:
     bookmark_interval: float = 1.0
     etcd_request_timeout: float = 5.0
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
+    tls: serving.TlsFiles | None = None       # None: --insecure (development only)
+    token_auth_file: Path | None = None
+    token_port: int = 0                       # server-side TLS + bearer token; 0: none
+    max_watches_per_user: int = DEFAULT_MAX_WATCHES
+    etcd_tls: EtcdTls | None = None
 
 
 async def _ensure_namespaces(registry: Registry) -> None:
@@ -214,9 +256,14 @@ async def _ensure_namespaces(registry: Registry) -> None:
                 await asyncio.sleep(1)
 
 
+async def _bootstrap(registry: Registry) -> None:
+    await _ensure_namespaces(registry)
+    await policy.ensure(registry)
+
+
 async def run(opts: Options) -> None:
     """Run one apiserver replica until SIGTERM."""
-    etcd = Etcd(opts.etcd_servers, request_timeout=opts.etcd_request_timeout)
+    etcd = Etcd(opts.etcd_servers, request_timeout=opts.etcd_request_timeout, tls=opts.etcd_tls)
     cache = WatchCache(etcd, capacity=opts.watch_cache_size,
                        bookmark_interval=opts.bookmark_interval)
     cache.start()
@@ -227,9 +274,18 @@ async def run(opts: Options) -> None:
     registry = Registry(Storage(etcd, opts.max_object_bytes), cache, allocator)
 
     server = serving.make_grpc_server(max_message_bytes=2 * opts.max_object_bytes + 65536)
-    api_grpc.add_ApiServerServicer_to_server(ApiService(registry, cache), server)
+    tokens = TokenFile(opts.token_auth_file) if opts.token_auth_file else None
+    authn = Authenticator(tokens, insecure=opts.tls is None)
+    api_grpc.add_ApiServerServicer_to_server(
+        ApiService(registry, cache, authn, opts.max_watches_per_user), server)
     health = serving.add_grpc_health(server)
-    port = server.add_insecure_port(f"{opts.bind_address}:{opts.port}")
+    port = serving.add_port(server, f"{opts.bind_address}:{opts.port}", opts.tls)
+    if opts.token_port and opts.tls is not None:
+        token_port = serving.add_port(server, f"{opts.bind_address}:{opts.token_port}",
+                                      opts.tls, require_client_cert=False)
+        log.info("serving bearer-token clients on %s:%d", opts.bind_address, token_port)
+    if opts.tls is None:
+        log.warning("--insecure: no TLS, no authentication, no authorization")
 
     async def ready() -> bool:
         if not cache.synced():
@@ -242,7 +298,7 @@ async def run(opts: Options) -> None:
     await server.start()
     log.info("serving the API on %s:%d, health and metrics on http://%s:%d", opts.bind_address,
              port, opts.bind_address, http_port)
-    namespaces = asyncio.create_task(_ensure_namespaces(registry))
+    namespaces = asyncio.create_task(_bootstrap(registry))
     synced = asyncio.create_task(_serving_when_synced(cache, health))
     signame = await serving.wait_for_termination()
     log.info("received %s; shutting down", signame)

@@ -23,9 +23,10 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from minik8s import errors, kinds
+from minik8s import config, errors, kinds
 from minik8s.api.v1 import apiserver_pb2 as api
 from minik8s.api.v1 import apiserver_pb2_grpc as api_grpc
+from minik8s.config import Credentials
 
 log = logging.getLogger("minik8s.client")
 
@@ -52,9 +53,17 @@ class WatchEvent:
     resource_version: str
 
 
-def make_channel(target: str) -> grpc.aio.Channel:
-    """The one place client channels are built (TLS will be added here)."""
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+def make_channel(target: str, creds: Credentials) -> grpc.aio.Channel:
+    """The one place client channels are built: TLS with the cluster CA, a client
+    certificate, and a bearer token on every call if the credentials hold one."""
+    if creds.insecure:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    channel_creds = grpc.ssl_channel_credentials(creds.ca, creds.key or None,
+                                                 creds.cert or None)
+    if creds.token:
+        channel_creds = grpc.composite_channel_credentials(
+            channel_creds, grpc.access_token_call_credentials(creds.token))
+    return grpc.aio.secure_channel(target, channel_creds, options=CHANNEL_OPTIONS)
 
 
 def _answered_by_apiserver(err: grpc.aio.AioRpcError) -> bool:
@@ -66,14 +75,34 @@ def _is_transport_failure(err: grpc.aio.AioRpcError) -> bool:
     return err.code() == grpc.StatusCode.UNAVAILABLE and not _answered_by_apiserver(err)
 
 
+def _tls_refused(err: grpc.aio.AioRpcError) -> bool:
+    """The server's certificate failed our checks: every apiserver would fail them."""
+    return _is_transport_failure(err) and "handshake failed" in (err.details() or "").lower()
+
+
+def _error(err: grpc.aio.AioRpcError, server: str) -> errors.ApiError:
+    if _tls_refused(err):
+        return errors.Unavailable(
+            f"TLS handshake with {server} failed: its certificate is not signed by the "
+            f"configured certificate authority, or does not name {server.rsplit(':', 1)[0]}")
+    if _is_transport_failure(err) and "socket closed" in (err.details() or "").lower():
+        return errors.Unavailable(
+            f"{server} closed the connection ({err.details()}); if it is up, it refused our "
+            "client certificate: is it issued by this cluster's CA and still valid?")
+    return errors.from_rpc_error(err)
+
+
 class ApiClient:
     """Typed access to the API over several apiserver endpoints with failover."""
 
-    def __init__(self, servers: Sequence[str], *, timeout: float = 10.0,
-                 retry_deadline: float = 20.0) -> None:
+    def __init__(self, servers: Sequence[str], *, credentials: Credentials | None = None,
+                 timeout: float = 10.0, retry_deadline: float = 20.0) -> None:
+        """credentials: by default those of the config file (config.credentials());
+        config.ConfigError if it has none that can work."""
         if not servers:
             raise ValueError("no apiserver endpoints given")
         self.servers = list(servers)
+        self.credentials = credentials or config.credentials()
         self.timeout = timeout
         self.retry_deadline = retry_deadline
         self._current = random.randrange(len(self.servers))
@@ -101,7 +130,7 @@ class ApiClient:
 
     def _stub(self, server: str) -> api_grpc.ApiServerStub:
         if server not in self._stubs:
-            channel = make_channel(server)
+            channel = make_channel(server, self.credentials)
             self._stubs[server] = (channel, api_grpc.ApiServerStub(channel))
         return self._stubs[server][1]
 
@@ -119,8 +148,9 @@ class ApiClient:
             try:
                 return await getattr(self._stub(server), method)(request, timeout=self.timeout)
             except grpc.aio.AioRpcError as err:
-                if not _is_transport_failure(err) or time.monotonic() + delay > deadline:
-                    raise errors.from_rpc_error(err) from None
+                if not _is_transport_failure(err) or _tls_refused(err) or \
+                        time.monotonic() + delay > deadline:
+                    raise _error(err, server) from None
                 self._fail_over(server)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -198,6 +228,13 @@ class ApiClient:
         """The etcd members, each with its health and whether it leads (asked of an apiserver)."""
         return list((await self._unary("EtcdStatus", api.EtcdStatusRequest())).members)
 
+    async def access_review(self, verb: str, resource: str, namespace: str = "", name: str = "",
+                            user: str = "", groups: Sequence[str] = ()) -> api.AccessReviewResponse:
+        """May we (or, asked by an administrator, `user`) do verb on resource?"""
+        req = api.AccessReviewRequest(verb=verb, resource=resource, namespace=namespace,
+                                      name=name, user=user, groups=list(groups))
+        return await self._unary("AccessReview", req)
+
     async def endpoint_health(self, server: str, timeout: float = 2.0) -> str:
         """One apiserver's gRPC health: "SERVING", "NOT_SERVING", or why it did not answer."""
         self._stub(server)
@@ -228,6 +265,6 @@ class ApiClient:
         except grpc.aio.AioRpcError as err:
             if _is_transport_failure(err):
                 self._fail_over(server)
-            raise errors.from_rpc_error(err) from None
+            raise _error(err, server) from None
         finally:
             call.cancel()

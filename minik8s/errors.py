@@ -63,13 +63,31 @@ class Timeout(ApiError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Unauthenticated(ApiError):
+    """The apiserver does not know who is calling: no or bad credentials."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class TooManyRequests(ApiError):
+    """A per-client limit is reached; try again later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Forbidden(ApiError):
+    """The caller is known but may not do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 # How the apiserver starts the message of a write refused by fencing.
 FENCED_PREFIX = "fenced:"
 
 _BY_CODE: dict[grpc.StatusCode, type[ApiError]] = {
     cls.code: cls
     for cls in (Invalid, NotFound, AlreadyExists, Conflict, PreconditionFailed, Expired,
-                Unavailable, Timeout)
+                Unavailable, Timeout, Unauthenticated, Forbidden, TooManyRequests)
 }
 
 

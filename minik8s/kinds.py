@@ -28,6 +28,8 @@ class Kind:
         return self.message()
 
 
+RBAC = "rbac.authorization.k8s.io/v1"
+
 KINDS: tuple[Kind, ...] = (
     Kind("Namespace", "namespaces", "v1", False, types_pb2.Namespace, "namespace", ("ns",)),
     Kind("Node", "nodes", "v1", False, types_pb2.Node, "node", ("no",)),
@@ -46,6 +48,13 @@ KINDS: tuple[Kind, ...] = (
     Kind("Lease", "leases", "coordination.k8s.io/v1", True, types_pb2.Lease, "lease",
          has_status=False),
     Kind("Event", "events", "v1", True, types_pb2.Event, "event", ("ev",), has_status=False),
+    Kind("Role", "roles", RBAC, True, types_pb2.Role, "role", has_status=False),
+    Kind("ClusterRole", "clusterroles", RBAC, False, types_pb2.ClusterRole, "cluster_role",
+         has_status=False),
+    Kind("RoleBinding", "rolebindings", RBAC, True, types_pb2.RoleBinding, "role_binding",
+         has_status=False),
+    Kind("ClusterRoleBinding", "clusterrolebindings", RBAC, False, types_pb2.ClusterRoleBinding,
+         "cluster_role_binding", has_status=False),
 )
 
 _BY_NAME = {k.name: k for k in KINDS}

@@ -16,6 +16,7 @@ from minik8s.api.v1 import kubelet_pb2 as k
 from minik8s.api.v1 import kubelet_pb2_grpc as k_grpc
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient, make_channel
+from minik8s.config import INSECURE
 
 ADDRESS_PREFERENCE = ("InternalIP", "Hostname")
 FALLBACK_ADDRESS = "127.0.0.1"
@@ -66,7 +67,7 @@ class KubeletClient:
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self._channel = make_channel(target)
+        self._channel = make_channel(target, INSECURE)  # the kubelet API has no TLS yet
         self._stub = k_grpc.KubeletStub(self._channel)
 
     @classmethod

@@ -30,7 +30,10 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from minik8s import config, netcheck, podnet
+from apiserver.etcd import EtcdTls
+from minik8s import clusterpki, config, netcheck, pki, podnet
+from minik8s.clusterpki import ClusterPki
+from minik8s.pki import CertFiles, Subject
 
 STATE_FILE = "cluster.json"
 DAEMON = [sys.executable, "-m", "minik8s.cli.daemons"]
@@ -73,6 +76,7 @@ class Proc:
     ports: dict[str, int]
     supervised: bool = False   # started again when it exits
     pid: int = 0
+    config: str = ""           # its client config (MINIK8S_CONFIG), if it calls the API
 
     @property
     def alive(self) -> bool:
@@ -107,7 +111,10 @@ class LocalCluster:
     controller_manager_args: list[str] = field(default_factory=list)
     kubelet_args: list[str] = field(default_factory=list)
     proxy_args: list[str] = field(default_factory=list)
+    pki_dir: Path | None = None   # None: <workdir>/pki; clusters may share one CA
+    insecure: bool = False        # development only: no TLS, authentication or authorization
     procs: dict[str, Proc] = field(default_factory=dict)
+    _pki: ClusterPki | None = field(default=None, repr=False)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -133,12 +140,13 @@ class LocalCluster:
         self._plan_etcd()
         etcd = ",".join(self.etcd_endpoints)
         for i in range(self.masters):
-            port, http = free_port(), free_port()
+            port, http, token = free_port(), free_port(), free_port()
             self._add(Proc(f"apiserver-{i}", "apiserver", [
                 *DAEMON, "apiserver", "--etcd-servers", etcd, "--bind-address", self.host,
                 "--port", str(port), "--http-port", str(http),
-                "--service-cidr", self.service_cidr, *self.apiserver_args,
-            ], {"grpc": port, "http": http}))
+                "--service-cidr", self.service_cidr, *self._apiserver_security(token),
+                *self.apiserver_args,
+            ], {"grpc": port, "http": http, "token": token}))
         for i in range(self.schedulers):
             self._add(self._component(f"scheduler-{i}", "scheduler", self.scheduler_args))
         for i in range(self.controller_managers):
@@ -155,6 +163,21 @@ class LocalCluster:
                 "--bind-address", self.host, "--port", str(port), "--http-port", str(http),
                 *self.proxy_args,
             ], {"grpc": port, "http": http}, supervised=True))
+
+    def _apiserver_security(self, token_port: int) -> list[str]:
+        if self._pki is None:
+            return ["--insecure"]
+        serving, etcd = self._pki.server("apiserver"), self._etcd_client()
+        ca = str(self._pki.ca.cert_path)
+        return ["--tls-cert-file", str(serving.cert), "--tls-private-key-file", str(serving.key),
+                "--client-ca-file", ca, "--token-auth-file", str(self.token_file),
+                "--token-port", str(token_port), "--etcd-cafile", ca,
+                "--etcd-certfile", str(etcd.cert), "--etcd-keyfile", str(etcd.key)]
+
+    @property
+    def token_file(self) -> Path:
+        """The apiservers' static token file: token,user,uid,"groups" lines."""
+        return self.workdir / "auth" / "tokens.csv"
 
     def _proxy_flags(self) -> list[str]:
         return ["--node-name", "host", "--cluster-name", self.name,
@@ -189,22 +212,46 @@ class LocalCluster:
 
     def _plan_etcd(self) -> None:
         peers = {f"etcd-{i}": free_port() for i in range(self.masters)}
-        initial = ",".join(f"{n}=http://{self.host}:{p}" for n, p in peers.items())
+        scheme = "http" if self._pki is None else "https"
+        initial = ",".join(f"{n}={scheme}://{self.host}:{p}" for n, p in peers.items())
         token = f"minik8s-{os.getpid()}-{int(time.time())}"
         for name, peer in peers.items():
             client = free_port()
             self._add(Proc(name, "etcd", [
                 shutil.which("etcd") or "etcd", "--name", name,
                 "--data-dir", str(self.workdir / "data" / name),
-                "--listen-client-urls", f"http://{self.host}:{client}",
-                "--advertise-client-urls", f"http://{self.host}:{client}",
-                "--listen-peer-urls", f"http://{self.host}:{peer}",
-                "--initial-advertise-peer-urls", f"http://{self.host}:{peer}",
+                "--listen-client-urls", f"{scheme}://{self.host}:{client}",
+                "--advertise-client-urls", f"{scheme}://{self.host}:{client}",
+                "--listen-peer-urls", f"{scheme}://{self.host}:{peer}",
+                "--initial-advertise-peer-urls", f"{scheme}://{self.host}:{peer}",
                 "--initial-cluster", initial, "--initial-cluster-token", token,
                 "--initial-cluster-state", "new",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
+                *self._etcd_security(name),
             ], {"client": client, "peer": peer}))
+
+    def _etcd_security(self, name: str) -> list[str]:
+        """Serving and peer TLS; clients (the apiservers) must show a certificate of our CA."""
+        if self._pki is None:
+            return []
+        files, ca = self._pki.server(name), str(self._pki.ca.cert_path)
+        cert, key = str(files.cert), str(files.key)
+        return ["--cert-file", cert, "--key-file", key, "--client-cert-auth",
+                "--trusted-ca-file", ca, "--peer-cert-file", cert, "--peer-key-file", key,
+                "--peer-client-cert-auth", "--peer-trusted-ca-file", ca]
+
+    def _etcd_client(self) -> CertFiles:
+        assert self._pki is not None
+        return self._pki.issue("apiserver-etcd-client", Subject("system:apiserver"))
+
+    @property
+    def etcd_tls(self) -> EtcdTls | None:
+        """What a direct etcd client of this cluster (the apiserver, a test) presents."""
+        if self._pki is None:
+            return None
+        files = self._etcd_client()
+        return EtcdTls(self._pki.ca.cert_path, files.cert, files.key)
 
     def _component(self, name: str, role: str, extra: list[str]) -> Proc:
         """A leader-elected component: supervised, with health ports."""
@@ -217,12 +264,49 @@ class LocalCluster:
     def _add(self, proc: Proc) -> None:
         self.procs[proc.name] = proc
 
+    def _write_client_configs(self) -> None:
+        """Each API client process's config: its own certificate (or --insecure)."""
+        for proc in self.procs.values():
+            if proc.role in ("etcd", "apiserver"):
+                continue
+            path = self.workdir / "auth" / f"{proc.name}.conf"
+            if self._pki is None:
+                config.write(path, self.servers, {"insecure": True})
+            else:
+                subject = clusterpki.node_subject(proc.name, [self.host]) \
+                    if proc.role == "kubelet" else clusterpki.IDENTITIES[proc.role]
+                self._pki.client_config(path, self.servers,
+                                        self._pki.issue(_file_name(subject), subject))
+            proc.config = str(path)
+
+    def write_admin_config(self, path: Path) -> None:
+        """A minictl config for this cluster as its administrator (system:masters)."""
+        if self._pki is None:
+            config.write(path, self.servers, {"insecure": True})
+            return
+        self._pki.client_config(path, self.servers, self._pki.issue("admin", clusterpki.ADMIN))
+
+    def issue_user(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A client config for a new user (certificate CN=user, O=groups)."""
+        if self._pki is None:
+            raise ClusterError("an --insecure cluster has no users")
+        subject = Subject(user, groups)
+        path = self.workdir / "auth" / f"{_file_name(subject)}.conf"
+        return self._pki.client_config(path, self.servers,
+                                       self._pki.issue(_file_name(subject), subject))
+
     def role(self, role: str) -> list[Proc]:
         return [p for p in self.procs.values() if p.role == role]
 
     @property
     def servers(self) -> list[str]:
         return [f"{self.host}:{p.ports['grpc']}" for p in self.role("apiserver")]
+
+    @property
+    def token_servers(self) -> list[str]:
+        """The apiservers' ports for clients with a bearer token and no certificate."""
+        return [f"{self.host}:{p.ports['token']}" for p in self.role("apiserver")
+                if "token" in p.ports]
 
     @property
     def etcd_endpoints(self) -> list[str]:
@@ -237,14 +321,19 @@ class LocalCluster:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.name = self.name or cluster_name(self.workdir)
         self._choose_cidrs()
+        if not self.insecure:
+            self._pki = ClusterPki(self.pki_dir or self.workdir / "pki", self.host)
+            if not self.token_file.exists():
+                pki.write_private(self.token_file, b"")
         self._plan()
+        self._write_client_configs()
         if self.nodes:
             podnet.create(self.name, self.cluster_cidr)
         for proc in self.procs.values():
             self._spawn(proc)
         self.save()
         self.wait_ready(timeout)
-        config.write(self.workdir / "config", self.servers)
+        self.write_admin_config(self.workdir / "config")
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor",
                                             daemon=True)
         self._supervisor.start()
@@ -253,6 +342,8 @@ class LocalCluster:
         with self._lock:
             log = open(self.log_path(proc.name), "ab")  # noqa: SIM115
             env = dict(os.environ, PYTHONUNBUFFERED="1")
+            if proc.config:
+                env["MINIK8S_CONFIG"] = proc.config
             child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, cwd=self.workdir)
             log.close()
@@ -381,6 +472,11 @@ class LocalCluster:
                 proc.pid = 0
             cluster.procs[proc.name] = proc
         return cluster, state.get("supervisor", 0)
+
+
+def _file_name(subject: Subject) -> str:
+    """A file name for an identity: system:node:node-0 -> system-node-node-0."""
+    return subject.common_name.replace(":", "-").replace("/", "-")
 
 
 def cluster_name(workdir: Path) -> str:

@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,6 +38,34 @@ def make_grpc_server(max_message_bytes: int = 8 * 1024 * 1024) -> grpc.aio.Serve
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.so_reuseport", 0),
     ))
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server's certificate and key, and the CA its clients' certificates must come from."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+
+    def credentials(self, require_client_cert: bool) -> grpc.ServerCredentials:
+        """TLS credentials; ValueError naming the file that cannot be read."""
+        def read(path: Path) -> bytes:
+            try:
+                return path.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"{path}: {exc.strerror}") from None
+        return grpc.ssl_server_credentials([(read(self.key), read(self.cert))],
+                                           root_certificates=read(self.client_ca),
+                                           require_client_auth=require_client_cert)
+
+
+def add_port(server: grpc.aio.Server, address: str, tls: TlsFiles | None,
+             require_client_cert: bool = True) -> int:
+    """Listen on address: mutual TLS (or server TLS only), or plaintext without tls."""
+    if tls is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, tls.credentials(require_client_cert))
 
 
 def add_grpc_health(server: grpc.aio.Server) -> health.aio.HealthServicer:

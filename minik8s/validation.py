@@ -251,8 +251,17 @@ def _metadata(meta: types_pb2.ObjectMeta, kind: kinds.Kind) -> None:
 def _object_name(name: str, kind: kinds.Kind, path: str) -> None:
     if kind.name in ("Namespace", "Service"):
         _dns_label(name, path)
+    elif kind.api_version == kinds.RBAC:
+        _path_segment(name, path)
     else:
         _dns_subdomain(name, path)
+
+
+def _path_segment(name: str, path: str) -> None:
+    """RBAC names are free-form ("system:node-proxier") except for what breaks a path."""
+    if name in (".", "..") or "/" in name or "%" in name:
+        raise FieldError(path, f"invalid value {name!r}: may not be '.' or '..' and may not "
+                               "contain '/' or '%'")
 
 
 def _generate_name(prefix: str, kind: kinds.Kind) -> None:
@@ -735,6 +744,39 @@ def _event(event: types_pb2.Event) -> None:
     _one_of(event.type, EVENT_TYPES, "type")
 
 
+RBAC_GROUP = "rbac.authorization.k8s.io"
+ROLE_KINDS = ("Role", "ClusterRole")
+SUBJECT_KINDS = ("User", "Group")
+
+
+def _rules(rules: Iterable[types_pb2.PolicyRule], path: str) -> None:
+    for i, rule in enumerate(rules):
+        if not rule.verbs:
+            raise FieldError(f"{path}[{i}].verbs", "Required value: verbs must contain at least "
+                                                   "one value")
+        if not rule.resources:
+            raise FieldError(f"{path}[{i}].resources", "Required value: resources must contain "
+                                                       "at least one value")
+
+
+def _role(role: types_pb2.Role | types_pb2.ClusterRole) -> None:
+    _rules(role.rules, "rules")
+
+
+def _binding(binding: types_pb2.RoleBinding | types_pb2.ClusterRoleBinding) -> None:
+    ref = binding.role_ref
+    _required(ref.name, "roleRef.name")
+    _required(ref.kind, "roleRef.kind")
+    allowed = ROLE_KINDS if binding.DESCRIPTOR.name == "RoleBinding" else ROLE_KINDS[1:]
+    _one_of(ref.kind, allowed, "roleRef.kind")
+    if ref.api_group and ref.api_group != RBAC_GROUP:
+        raise FieldError("roleRef.apiGroup", f'Unsupported value: "{ref.api_group}": supported '
+                                             f'values: "{RBAC_GROUP}"')
+    for i, subject in enumerate(binding.subjects):
+        _one_of(subject.kind, SUBJECT_KINDS, f"subjects[{i}].kind")
+        _required(subject.name, f"subjects[{i}].name")
+
+
 _BY_KIND = {
     "Namespace": _namespace,
     "Node": _node,
@@ -747,4 +789,8 @@ _BY_KIND = {
     "StatefulSet": _stateful_set,
     "Lease": _lease,
     "Event": _event,
+    "Role": _role,
+    "ClusterRole": _role,
+    "RoleBinding": _binding,
+    "ClusterRoleBinding": _binding,
 }

@@ -29,6 +29,8 @@ CASCADES = {"background": "Background", "orphan": "Orphan", "foreground": "Foreg
 REASONS: dict[type[errors.ApiError], str] = {
     errors.ApiError: "InternalError",
     errors.Unavailable: "ServiceUnavailable",
+    errors.Unauthenticated: "Unauthorized",
+    errors.Forbidden: "Forbidden",
 }
 
 

@@ -38,13 +38,50 @@ def main() -> None:
 @click.option("--etcd-request-timeout", default=5.0,
               help="seconds an etcd request may take, failing over between members")
 @click.option("--max-object-bytes", default=1_572_864, help="largest object accepted")
+@click.option("--tls-cert-file", type=click.Path(path_type=Path), default=None,
+              help="the apiserver's serving certificate")
+@click.option("--tls-private-key-file", type=click.Path(path_type=Path), default=None)
+@click.option("--client-ca-file", type=click.Path(path_type=Path), default=None,
+              help="the CA client certificates must be signed by")
+@click.option("--token-auth-file", type=click.Path(path_type=Path), default=None,
+              help='bearer tokens, CSV: token,user,uid,"group1,group2"')
+@click.option("--token-port", default=0,
+              help="port for clients with a bearer token and no certificate (0: none)")
+@click.option("--max-watches-per-user", default=1000, help="open watches per user")
+@click.option("--etcd-cafile", type=click.Path(path_type=Path), default=None,
+              help="the CA of etcd's serving certificates")
+@click.option("--etcd-certfile", type=click.Path(path_type=Path), default=None,
+              help="the apiserver's client certificate for etcd")
+@click.option("--etcd-keyfile", type=click.Path(path_type=Path), default=None)
+@click.option("--insecure", is_flag=True,
+              help="development only: no TLS, no authentication, no authorization")
 @click.option("--log-level", default="INFO")
-def apiserver(etcd_servers: str, log_level: str, **opts: object) -> None:
+def apiserver(etcd_servers: str, log_level: str, insecure: bool, tls_cert_file: Path | None,
+              tls_private_key_file: Path | None, client_ca_file: Path | None,
+              etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
+              **opts: object) -> None:
     """Serve the API, storing objects in etcd."""
+    from apiserver.etcd import EtcdTls
     from apiserver.server import Options, run
 
     serving.setup_logging("apiserver", log_level)
-    asyncio.run(run(Options(etcd_servers=config.split_servers(etcd_servers), **opts)))
+    tls = None
+    if not insecure:
+        if not (tls_cert_file and tls_private_key_file and client_ca_file):
+            raise click.UsageError("--tls-cert-file, --tls-private-key-file and "
+                                   "--client-ca-file are required (or --insecure)")
+        tls = serving.TlsFiles(tls_cert_file, tls_private_key_file, client_ca_file)
+    etcd_tls = None
+    if etcd_cafile or etcd_certfile or etcd_keyfile:
+        if not (etcd_cafile and etcd_certfile and etcd_keyfile):
+            raise click.UsageError("--etcd-cafile, --etcd-certfile and --etcd-keyfile go "
+                                   "together")
+        etcd_tls = EtcdTls(etcd_cafile, etcd_certfile, etcd_keyfile)
+    try:
+        asyncio.run(run(Options(etcd_servers=config.split_servers(etcd_servers), tls=tls,
+                                etcd_tls=etcd_tls, **opts)))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def leader_elected(fn: Callable) -> Callable:
@@ -293,8 +330,10 @@ def dashboard(log_level: str, server: str | None, prometheus: str, **opts: objec
               help="ClusterIP range (default: the first free of 10.96.0.0/16 .. 10.103.0.0/16)")
 @click.option("--detach", is_flag=True, help="start in the background and return")
 @click.option("--down", is_flag=True, help="stop the cluster started in --workdir")
+@click.option("--insecure", is_flag=True,
+              help="development only: no TLS, no authentication, no authorization")
 def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach: bool,
-             down: bool) -> None:
+             down: bool, insecure: bool) -> None:
     """Run a local cluster of real processes (Ctrl-C stops it)."""
     workdir = workdir.resolve()
     try:
@@ -303,12 +342,12 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
             return
         workdir.mkdir(parents=True, exist_ok=True)
         if detach:
-            _detach(workdir, masters, nodes, service_cidr)
+            _detach(workdir, masters, nodes, service_cidr, insecure)
             return
         cluster = LocalCluster(workdir=workdir, masters=masters, schedulers=masters,
                                controller_managers=masters, nodes=nodes, proxy=nodes > 0,
                                dns=2 if nodes else 0,
-                               service_cidr=service_cidr)
+                               service_cidr=service_cidr, insecure=insecure)
         click.echo(f"starting {masters} etcd members, apiservers, schedulers and "
                    f"controller-managers, {nodes} kubelets, a proxy and 2 DNS replicas, in {workdir}")
         try:
@@ -318,21 +357,22 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
             raise
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from None
-    config.write(config.default_path(), cluster.servers)
+    cluster.write_admin_config(config.default_path())
     _describe(cluster)
     click.echo("running; press Ctrl-C to stop", err=True)
     cluster.run_until_signalled()
     click.echo("stopped")
 
 
-def _detach(workdir: Path, masters: int, nodes: int, service_cidr: str) -> None:
+def _detach(workdir: Path, masters: int, nodes: int, service_cidr: str, insecure: bool) -> None:
     """Run local-up in the background (it supervises the cluster); wait until it is up."""
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     log_path = workdir / "logs" / "local-up.log"
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "minik8s.cli.daemons", "local-up", "--workdir", str(workdir),
-             "--masters", str(masters), "--nodes", str(nodes), "--service-cidr", service_cidr],
+             "--masters", str(masters), "--nodes", str(nodes), "--service-cidr", service_cidr,
+             *(["--insecure"] if insecure else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     deadline = time.monotonic() + 120

@@ -539,11 +539,12 @@ from minik8s.cli import inspect as _inspect  # noqa: E402  (describe, events, cl
 for _command in _inspect.COMMANDS:
     main.add_command(_command)
 
+from minik8s.cli import auth as _auth  # noqa: E402  (auth can-i)
 from minik8s.cli import nodes as _nodes  # noqa: E402  (cordon, uncordon, drain)
 from minik8s.cli import top as _top  # noqa: E402  (top nodes, top pods)
 from minik8s.cli import workloads as _workloads  # noqa: E402  (expose, scale, rollout, set)
 
-for _command in (*_workloads.COMMANDS, *_nodes.COMMANDS, *_top.COMMANDS):
+for _command in (*_workloads.COMMANDS, *_nodes.COMMANDS, *_top.COMMANDS, *_auth.COMMANDS):
     main.add_command(_command)
 for _command in _workloads.CREATE_COMMANDS:  # create deployment, create namespace
     create.add_command(_command)

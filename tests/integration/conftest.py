@@ -12,6 +12,7 @@ import pytest
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster
+from tests.session_pki import session_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 # fast restarts, so back-off can be watched growing within a test
@@ -21,7 +22,7 @@ PROXY_ARGS = ["--sync-period", "2"]
 
 
 def _start(tmp: Path, **kwargs: object) -> LocalCluster:
-    cluster = LocalCluster(workdir=tmp, **kwargs)
+    cluster = LocalCluster(workdir=tmp, pki_dir=session_pki(), **kwargs)
     try:
         cluster.start()
     except BaseException:

@@ -14,6 +14,7 @@ from apiserver.etcd import Etcd, range_end
 from minik8s import errors, kinds
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
+from minik8s.localcluster import LocalCluster
 from minik8s.retry import retry_on_conflict
 
 T = TypeVar("T")
@@ -39,9 +40,9 @@ async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 20.
         await asyncio.sleep(interval)
 
 
-async def etcd_state(endpoints: list[str], kind: str, namespace: str) -> dict[str, str]:
+async def etcd_state(cluster: LocalCluster, kind: str, namespace: str) -> dict[str, str]:
     """name -> resourceVersion of every object of a kind in a namespace, read from etcd."""
-    etcd = Etcd(endpoints)
+    etcd = Etcd(cluster.etcd_endpoints, tls=cluster.etcd_tls)
     try:
         prefix = kinds.prefix(kinds.by_name(kind), namespace).encode()
         resp = await etcd.range(prefix, range_end(prefix))

@@ -17,6 +17,8 @@ TEMPLATE = t.PodTemplateSpec(
     spec=t.PodSpec(containers=[t.Container(name="c", image="nginx:1.25")]),
 )
 SELECTOR = t.LabelSelector(match_labels=LABELS)
+RULE = t.PolicyRule(verbs=["get"], resources=["pods"])
+SUBJECT = t.Subject(kind="User", name="alice")
 
 
 def sample(kind: str, name: str) -> object:
@@ -41,6 +43,12 @@ def sample(kind: str, name: str) -> object:
                                                                  lease_duration_seconds=5)),
         "Event": lambda: t.Event(metadata=meta, involved_object=t.ObjectReference(
             kind="Pod", name="p", namespace="default"), reason="Tested", message="hello"),
+        "Role": lambda: t.Role(metadata=meta, rules=[RULE]),
+        "ClusterRole": lambda: t.ClusterRole(metadata=meta, rules=[RULE]),
+        "RoleBinding": lambda: t.RoleBinding(metadata=meta, subjects=[SUBJECT], role_ref=t.RoleRef(
+            kind="Role", name="r")),
+        "ClusterRoleBinding": lambda: t.ClusterRoleBinding(
+            metadata=meta, subjects=[SUBJECT], role_ref=t.RoleRef(kind="ClusterRole", name="r")),
     }[kind]()
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import signal
 import urllib.request
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from minik8s import config
+from minik8s.client import make_channel
 from minik8s.localcluster import LocalCluster
 
 
@@ -22,7 +23,8 @@ async def test_health_and_metrics(cluster: LocalCluster) -> None:
         assert http_get(f"{base}/readyz") == (200, "ok\n")
         status, metrics = http_get(f"{base}/metrics")
         assert status == 200 and "apiserver_request_total" in metrics
-        async with grpc.aio.insecure_channel(f"{cluster.host}:{proc.ports['grpc']}") as ch:
+        async with make_channel(f"{cluster.host}:{proc.ports['grpc']}",
+                                config.credentials()) as ch:
             resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -12,7 +12,7 @@ from tests.integration.helpers import etcd_state, eventually, pod
 
 
 async def compact(cluster: LocalCluster) -> None:
-    etcd = Etcd(cluster.etcd_endpoints)
+    etcd = Etcd(cluster.etcd_endpoints, tls=cluster.etcd_tls)
     try:
         await etcd.compact(await etcd.revision())
     finally:
@@ -50,7 +50,7 @@ async def test_informer_relists_and_converges(own_cluster: LocalCluster) -> None
             own_cluster.restart(first.name)
 
             async def converged() -> bool:
-                want = await etcd_state(own_cluster.etcd_endpoints, "Pod", "default")
+                want = await etcd_state(own_cluster, "Pod", "default")
                 have = {o.metadata.name: o.metadata.resource_version for o in informer.list()}
                 return have == want
             await eventually(converged, timeout=30)

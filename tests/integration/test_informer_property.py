@@ -46,7 +46,7 @@ async def scenario(cluster: LocalCluster, plans: list[list[tuple[str, int]]]) ->
             assert await inf.wait_synced(timeout=20)
         await asyncio.gather(*(run_plan(clients[i % 3], namespace, plan)
                                for i, plan in enumerate(plans)))
-        want = await etcd_state(cluster.etcd_endpoints, "Pod", namespace)
+        want = await etcd_state(cluster, "Pod", namespace)
         for inf in informers:
             await eventually(lambda inf=inf: {o.metadata.name: o.metadata.resource_version
                                               for o in inf.list()} == want, timeout=20)

@@ -127,7 +127,7 @@ async def test_cluster_info_on_the_shared_cluster(cli_env: dict[str, str],
     etcd = [line for line in lines if line.startswith("etcd etcd-")]
     assert [line.split()[1] for line in etcd] == ["etcd-0", "etcd-1", "etcd-2"]
     for line, proc in zip(etcd, cluster.role("etcd"), strict=True):
-        assert f"(http://{cluster.host}:{proc.ports['client']})" in line
+        assert f"(https://{cluster.host}:{proc.ports['client']})" in line
     leaders = [line.split()[1] for line in etcd if ", leader" in line]
     assert len(leaders) == 1
     assert f"etcd leader: {leaders[0]}" in lines
@@ -431,7 +431,7 @@ async def test_cluster_info_names_the_leaders(ctl_env: dict[str, str], api: ApiC
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == f"apiserver {ctl_cluster.servers[0]}: healthy"
-    assert re.fullmatch(r"etcd etcd-0 \(http://\S+\): healthy, leader, db \S+ \S+, v[\d.]+",
+    assert re.fullmatch(r"etcd etcd-0 \(https://\S+\): healthy, leader, db \S+ \S+, v[\d.]+",
                         lines[1]), lines[1]
     assert lines[2] == "etcd leader: etcd-0"
     assert re.fullmatch(rf"scheduler leader: {scheduler} \(lease renewed \d+s ago\)", lines[3])

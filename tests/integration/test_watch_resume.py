@@ -13,7 +13,7 @@ from tests.integration.helpers import pod
 async def etcd_history(cluster: LocalCluster, prefix: str, after: int,
                        until: int) -> list[tuple[str, str, int]]:
     """(type, name, revision) of every change under prefix in (after, until], from etcd."""
-    etcd = Etcd(cluster.etcd_endpoints)
+    etcd = Etcd(cluster.etcd_endpoints, tls=cluster.etcd_tls)
     stream = etcd.open_watch(prefix.encode(), after + 1)
     await stream.start()
     out: list[tuple[str, str, int]] = []

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from minik8s.api.v1 import types_pb2 as minik8s_dot_api_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eminik8s/api/v1/apiserver.proto\x12\x0eminik8s.api.v1\x1a\x1aminik8s/api/v1/types.proto\"\x81\x04\n\x06Object\x12.\n\tnamespace\x18\x01 \x01(\x0b\x32\x19.minik8s.api.v1.NamespaceH\x00\x12$\n\x04node\x18\x02 \x01(\x0b\x32\x14.minik8s.api.v1.NodeH\x00\x12\"\n\x03pod\x18\x03 \x01(\x0b\x32\x13.minik8s.api.v1.PodH\x00\x12*\n\x07service\x18\x04 \x01(\x0b\x32\x17.minik8s.api.v1.ServiceH\x00\x12.\n\tendpoints\x18\x05 \x01(\x0b\x32\x19.minik8s.api.v1.EndpointsH\x00\x12\x31\n\x0breplica_set\x18\x06 \x01(\x0b\x32\x1a.minik8s.api.v1.ReplicaSetH\x00\x12\x30\n\ndeployment\x18\x07 \x01(\x0b\x32\x1a.minik8s.api.v1.DeploymentH\x00\x12/\n\ndaemon_set\x18\x08 \x01(\x0b\x32\x19.minik8s.api.v1.DaemonSetH\x00\x12\x33\n\x0cstateful_set\x18\t \x01(\x0b\x32\x1b.minik8s.api.v1.StatefulSetH\x00\x12&\n\x05lease\x18\n \x01(\x0b\x32\x15.minik8s.api.v1.LeaseH\x00\x12&\n\x05\x65vent\x18\x0b \x01(\x0b\x32\x15.minik8s.api.v1.EventH\x00\x42\x06\n\x04kind\"Y\n\x05\x46\x65nce\x12\x17\n\x0flease_namespace\x18\x01 \x01(\t\x12\x12\n\nlease_name\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x13\n\x0btransitions\x18\x04 \x01(\x05\"]\n\rCreateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12$\n\x05\x66\x65nce\x18\x02 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\"]\n\rUpdateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12$\n\x05\x66\x65nce\x18\x02 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"O\n\x0cListResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd6\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\t\x12$\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x15.minik8s.api.v1.FenceB\x17\n\x15_grace_period_seconds\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"\\\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12&\n\x06object\x18\x02 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"t\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12$\n\x05\x66\x65nce\x18\x05 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\"H\n\x0c\x41pplyRequest\x12\x10\n\x08manifest\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x13\n\x0b\x63reate_only\x18\x03 \x01(\x08\"t\n\x0b\x41pplyResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12&\n\x06object\x18\x05 \x01(\x0b\x32\x16.minik8s.api.v1.Object\"=\n\rApplyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.minik8s.api.v1.ApplyResult\"\x13\n\x11\x45tcdStatusRequest\"\x8d\x01\n\nEtcdMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x02 \x03(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x0e\n\x06leader\x18\x04 \x01(\x08\x12\x0f\n\x07\x64\x62_size\x18\x05 \x01(\x03\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\n\n\x02id\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\"A\n\x12\x45tcdStatusResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.minik8s.api.v1.EtcdMember2\xb0\x05\n\tApiServer\x12?\n\x06\x43reate\x12\x1d.minik8s.api.v1.CreateRequest\x1a\x16.minik8s.api.v1.Object\x12\x39\n\x03Get\x12\x1a.minik8s.api.v1.GetRequest\x1a\x16.minik8s.api.v1.Object\x12\x41\n\x04List\x12\x1b.minik8s.api.v1.ListRequest\x1a\x1c.minik8s.api.v1.ListResponse\x12?\n\x06Update\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12\x45\n\x0cUpdateStatus\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12?\n\x06\x44\x65lete\x12\x1d.minik8s.api.v1.DeleteRequest\x1a\x16.minik8s.api.v1.Object\x12\x43\n\x05Watch\x12\x1c.minik8s.api.v1.WatchRequest\x1a\x1a.minik8s.api.v1.WatchEvent0\x01\x12;\n\x04\x42ind\x12\x1b.minik8s.api.v1.BindRequest\x1a\x16.minik8s.api.v1.Object\x12\x44\n\x05\x41pply\x12\x1c.minik8s.api.v1.ApplyRequest\x1a\x1d.minik8s.api.v1.ApplyResponse\x12S\n\nEtcdStatus\x12!.minik8s.api.v1.EtcdStatusRequest\x1a\".minik8s.api.v1.EtcdStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eminik8s/api/v1/apiserver.proto\x12\x0eminik8s.api.v1\x1a\x1aminik8s/api/v1/types.proto\"\xd5\x05\n\x06Object\x12.\n\tnamespace\x18\x01 \x01(\x0b\x32\x19.minik8s.api.v1.NamespaceH\x00\x12$\n\x04node\x18\x02 \x01(\x0b\x32\x14.minik8s.api.v1.NodeH\x00\x12\"\n\x03pod\x18\x03 \x01(\x0b\x32\x13.minik8s.api.v1.PodH\x00\x12*\n\x07service\x18\x04 \x01(\x0b\x32\x17.minik8s.api.v1.ServiceH\x00\x12.\n\tendpoints\x18\x05 \x01(\x0b\x32\x19.minik8s.api.v1.EndpointsH\x00\x12\x31\n\x0breplica_set\x18\x06 \x01(\x0b\x32\x1a.minik8s.api.v1.ReplicaSetH\x00\x12\x30\n\ndeployment\x18\x07 \x01(\x0b\x32\x1a.minik8s.api.v1.DeploymentH\x00\x12/\n\ndaemon_set\x18\x08 \x01(\x0b\x32\x19.minik8s.api.v1.DaemonSetH\x00\x12\x33\n\x0cstateful_set\x18\t \x01(\x0b\x32\x1b.minik8s.api.v1.StatefulSetH\x00\x12&\n\x05lease\x18\n \x01(\x0b\x32\x15.minik8s.api.v1.LeaseH\x00\x12&\n\x05\x65vent\x18\x0b \x01(\x0b\x32\x15.minik8s.api.v1.EventH\x00\x12$\n\x04role\x18\x0c \x01(\x0b\x32\x14.minik8s.api.v1.RoleH\x00\x12\x33\n\x0c\x63luster_role\x18\r \x01(\x0b\x32\x1b.minik8s.api.v1.ClusterRoleH\x00\x12\x33\n\x0crole_binding\x18\x0e \x01(\x0b\x32\x1b.minik8s.api.v1.RoleBindingH\x00\x12\x42\n\x14\x63luster_role_binding\x18\x0f \x01(\x0b\x32\".minik8s.api.v1.ClusterRoleBindingH\x00\x42\x06\n\x04kind\"Y\n\x05\x46\x65nce\x12\x17\n\x0flease_namespace\x18\x01 \x01(\t\x12\x12\n\nlease_name\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x13\n\x0btransitions\x18\x04 \x01(\x05\"]\n\rCreateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12$\n\x05\x66\x65nce\x18\x02 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\"]\n\rUpdateRequest\x12&\n\x06object\x18\x01 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12$\n\x05\x66\x65nce\x18\x02 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"O\n\x0cListResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd6\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\t\x12$\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x15.minik8s.api.v1.FenceB\x17\n\x15_grace_period_seconds\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"\\\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12&\n\x06object\x18\x02 \x01(\x0b\x32\x16.minik8s.api.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"t\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12$\n\x05\x66\x65nce\x18\x05 \x01(\x0b\x32\x15.minik8s.api.v1.Fence\"H\n\x0c\x41pplyRequest\x12\x10\n\x08manifest\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x13\n\x0b\x63reate_only\x18\x03 \x01(\x08\"t\n\x0b\x41pplyResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12&\n\x06object\x18\x05 \x01(\x0b\x32\x16.minik8s.api.v1.Object\"=\n\rApplyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.minik8s.api.v1.ApplyResult\"\x13\n\x11\x45tcdStatusRequest\"\x8d\x01\n\nEtcdMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x02 \x03(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x0e\n\x06leader\x18\x04 \x01(\x08\x12\x0f\n\x07\x64\x62_size\x18\x05 \x01(\x03\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\n\n\x02id\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\"A\n\x12\x45tcdStatusResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.minik8s.api.v1.EtcdMember\"t\n\x13\x41\x63\x63\x65ssReviewRequest\x12\x0c\n\x04verb\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x06groups\x18\x06 \x03(\t\"E\n\x14\x41\x63\x63\x65ssReviewResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t2\x8b\x06\n\tApiServer\x12?\n\x06\x43reate\x12\x1d.minik8s.api.v1.CreateRequest\x1a\x16.minik8s.api.v1.Object\x12\x39\n\x03Get\x12\x1a.minik8s.api.v1.GetRequest\x1a\x16.minik8s.api.v1.Object\x12\x41\n\x04List\x12\x1b.minik8s.api.v1.ListRequest\x1a\x1c.minik8s.api.v1.ListResponse\x12?\n\x06Update\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12\x45\n\x0cUpdateStatus\x12\x1d.minik8s.api.v1.UpdateRequest\x1a\x16.minik8s.api.v1.Object\x12?\n\x06\x44\x65lete\x12\x1d.minik8s.api.v1.DeleteRequest\x1a\x16.minik8s.api.v1.Object\x12\x43\n\x05Watch\x12\x1c.minik8s.api.v1.WatchRequest\x1a\x1a.minik8s.api.v1.WatchEvent0\x01\x12;\n\x04\x42ind\x12\x1b.minik8s.api.v1.BindRequest\x1a\x16.minik8s.api.v1.Object\x12\x44\n\x05\x41pply\x12\x1c.minik8s.api.v1.ApplyRequest\x1a\x1d.minik8s.api.v1.ApplyResponse\x12S\n\nEtcdStatus\x12!.minik8s.api.v1.EtcdStatusRequest\x1a\".minik8s.api.v1.EtcdStatusResponse\x12Y\n\x0c\x41\x63\x63\x65ssReview\x12#.minik8s.api.v1.AccessReviewRequest\x1a$.minik8s.api.v1.AccessReviewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,39 +33,43 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'minik8s.api.v1.apiserver_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OBJECT']._serialized_start=79
-  _globals['_OBJECT']._serialized_end=592
-  _globals['_FENCE']._serialized_start=594
-  _globals['_FENCE']._serialized_end=683
-  _globals['_CREATEREQUEST']._serialized_start=685
-  _globals['_CREATEREQUEST']._serialized_end=778
-  _globals['_UPDATEREQUEST']._serialized_start=780
-  _globals['_UPDATEREQUEST']._serialized_end=873
-  _globals['_GETREQUEST']._serialized_start=875
-  _globals['_GETREQUEST']._serialized_end=934
-  _globals['_LISTREQUEST']._serialized_start=936
-  _globals['_LISTREQUEST']._serialized_end=1030
-  _globals['_LISTRESPONSE']._serialized_start=1032
-  _globals['_LISTRESPONSE']._serialized_end=1111
-  _globals['_DELETEREQUEST']._serialized_start=1114
-  _globals['_DELETEREQUEST']._serialized_end=1328
-  _globals['_WATCHREQUEST']._serialized_start=1331
-  _globals['_WATCHREQUEST']._serialized_end=1477
-  _globals['_WATCHEVENT']._serialized_start=1479
-  _globals['_WATCHEVENT']._serialized_end=1571
-  _globals['_BINDREQUEST']._serialized_start=1573
-  _globals['_BINDREQUEST']._serialized_end=1689
-  _globals['_APPLYREQUEST']._serialized_start=1691
-  _globals['_APPLYREQUEST']._serialized_end=1763
-  _globals['_APPLYRESULT']._serialized_start=1765
-  _globals['_APPLYRESULT']._serialized_end=1881
-  _globals['_APPLYRESPONSE']._serialized_start=1883
-  _globals['_APPLYRESPONSE']._serialized_end=1944
-  _globals['_ETCDSTATUSREQUEST']._serialized_start=1946
-  _globals['_ETCDSTATUSREQUEST']._serialized_end=1965
-  _globals['_ETCDMEMBER']._serialized_start=1968
-  _globals['_ETCDMEMBER']._serialized_end=2109
-  _globals['_ETCDSTATUSRESPONSE']._serialized_start=2111
-  _globals['_ETCDSTATUSRESPONSE']._serialized_end=2176
-  _globals['_APISERVER']._serialized_start=2179
-  _globals['_APISERVER']._serialized_end=2867
+  _globals['_OBJECT']._serialized_end=804
+  _globals['_FENCE']._serialized_start=806
+  _globals['_FENCE']._serialized_end=895
+  _globals['_CREATEREQUEST']._serialized_start=897
+  _globals['_CREATEREQUEST']._serialized_end=990
+  _globals['_UPDATEREQUEST']._serialized_start=992
+  _globals['_UPDATEREQUEST']._serialized_end=1085
+  _globals['_GETREQUEST']._serialized_start=1087
+  _globals['_GETREQUEST']._serialized_end=1146
+  _globals['_LISTREQUEST']._serialized_start=1148
+  _globals['_LISTREQUEST']._serialized_end=1242
+  _globals['_LISTRESPONSE']._serialized_start=1244
+  _globals['_LISTRESPONSE']._serialized_end=1323
+  _globals['_DELETEREQUEST']._serialized_start=1326
+  _globals['_DELETEREQUEST']._serialized_end=1540
+  _globals['_WATCHREQUEST']._serialized_start=1543
+  _globals['_WATCHREQUEST']._serialized_end=1689
+  _globals['_WATCHEVENT']._serialized_start=1691
+  _globals['_WATCHEVENT']._serialized_end=1783
+  _globals['_BINDREQUEST']._serialized_start=1785
+  _globals['_BINDREQUEST']._serialized_end=1901
+  _globals['_APPLYREQUEST']._serialized_start=1903
+  _globals['_APPLYREQUEST']._serialized_end=1975
+  _globals['_APPLYRESULT']._serialized_start=1977
+  _globals['_APPLYRESULT']._serialized_end=2093
+  _globals['_APPLYRESPONSE']._serialized_start=2095
+  _globals['_APPLYRESPONSE']._serialized_end=2156
+  _globals['_ETCDSTATUSREQUEST']._serialized_start=2158
+  _globals['_ETCDSTATUSREQUEST']._serialized_end=2177
+  _globals['_ETCDMEMBER']._serialized_start=2180
+  _globals['_ETCDMEMBER']._serialized_end=2321
+  _globals['_ETCDSTATUSRESPONSE']._serialized_start=2323
+  _globals['_ETCDSTATUSRESPONSE']._serialized_end=2388
+  _globals['_ACCESSREVIEWREQUEST']._serialized_start=2390
+  _globals['_ACCESSREVIEWREQUEST']._serialized_end=2506
+  _globals['_ACCESSREVIEWRESPONSE']._serialized_start=2508
+  _globals['_ACCESSREVIEWRESPONSE']._serialized_end=2577
+  _globals['_APISERVER']._serialized_start=2580
+  _globals['_APISERVER']._serialized_end=3359
 # @@protoc_insertion_point(module_scope)

@@ -84,6 +84,11 @@ class ApiServerStub:
                 request_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusRequest.SerializeToString,
                 response_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusResponse.FromString,
                 _registered_method=True)
+        self.AccessReview = channel.unary_unary(
+                '/minik8s.api.v1.ApiServer/AccessReview',
+                request_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.AccessReviewRequest.SerializeToString,
+                response_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.AccessReviewResponse.FromString,
+                _registered_method=True)
 
 
 class ApiServerServicer:
@@ -149,6 +154,12 @@ class ApiServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AccessReview(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +212,11 @@ def add_ApiServerServicer_to_server(servicer, server):
                     servicer.EtcdStatus,
                     request_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusRequest.FromString,
                     response_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusResponse.SerializeToString,
+            ),
+            'AccessReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.AccessReview,
+                    request_deserializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.AccessReviewRequest.FromString,
+                    response_serializer=minik8s_dot_api_dot_v1_dot_apiserver__pb2.AccessReviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +489,33 @@ class ApiServer:
             '/minik8s.api.v1.ApiServer/EtcdStatus',
             minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusRequest.SerializeToString,
             minik8s_dot_api_dot_v1_dot_apiserver__pb2.EtcdStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AccessReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minik8s.api.v1.ApiServer/AccessReview',
+            minik8s_dot_api_dot_v1_dot_apiserver__pb2.AccessReviewRequest.SerializeToString,
+            minik8s_dot_api_dot_v1_dot_apiserver__pb2.AccessReviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
