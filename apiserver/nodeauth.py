@@ -5,7 +5,8 @@ It may read nodes, services and endpoints; list and watch pods only with the
 field selector spec.nodeName=<its node>, and get a pod bound to it; create
 and update events; register and update its own Node (and its status); get,
 create and update its own Lease in kube-node-lease; update the status of,
-and delete, pods bound to it. Nothing else (RBAC may still grant more: the
+and delete, pods bound to it; ask whether another user may do something
+(the callers of its own API: create subjectaccessreviews). Nothing else (RBAC may still grant more: the
 default policy grants nodes nothing). Which node a pod is bound to comes from
 the watch cache, first brought up to the revision the request names, so a
 kubelet can never act on a pod by claiming it in the request.
@@ -13,7 +14,7 @@ kubelet can never act on a pod by claiming it in the request.
 from __future__ import annotations
 
 from apiserver.authn import NODE_PREFIX, NODES, User
-from apiserver.rbac import Attributes
+from apiserver.rbac import REVIEWS, Attributes
 from apiserver.watchcache import WatchCache
 from minik8s import errors, selectors
 
@@ -38,6 +39,8 @@ class NodeAuthorizer:
         resource, verb = attrs.resource, attrs.verb
         if resource in READABLE and verb in READ:
             return True
+        if resource == REVIEWS:
+            return verb == "create"
         if resource == "events":
             return verb in ("create", "update", "patch", "get")
         if resource in ("nodes", "nodes/status"):

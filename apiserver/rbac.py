@@ -19,6 +19,9 @@ from minik8s.api.v1 import types_pb2 as t
 
 RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 _MEMO_LIMIT = 50_000
+# Asking whether another user may do something (AccessReview with a user) is
+# creating one of these, as in Kubernetes; kubelets do it for their API's callers.
+REVIEWS = "subjectaccessreviews"
 
 
 @dataclass(frozen=True)

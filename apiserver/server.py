@@ -19,8 +19,14 @@ from apiserver.allocators import ServiceAllocator
 from apiserver.authn import AUTHENTICATED, Authenticator, TokenFile, User
 from apiserver.etcd import Etcd, EtcdTls, EtcdUnavailable
 from apiserver.etcd_status import etcd_status
-from apiserver.limits import DEFAULT_MAX_WATCHES, WatchLimiter
-from apiserver.rbac import Attributes
+from apiserver.limits import (
+    DEFAULT_MAX_WATCHES,
+    DEFAULT_REFUSED_PER_SECOND,
+    REFUSALS,
+    RefusalPacer,
+    WatchLimiter,
+)
+from apiserver.rbac import REVIEWS, Attributes
 from apiserver.registry import Registry, matcher
 from apiserver.statemetrics import StateCollector
 from apiserver.storage import DEFAULT_MAX_OBJECT_BYTES, Extras, Storage
@@ -85,8 +91,9 @@ SELF_AUTHORIZED = ("apply", "access_review")
 
 
 def unary(verb: str) -> Callable:
-    """Wrap a handler: authentication and authorization before anything else,
-    errors to status codes, the origin marker, metrics.
+    """Wrap a handler: pacing of a connection that keeps being refused, then
+    authentication and authorization before anything else, errors to status
+    codes, the origin marker, metrics.
 
     The handler runs to its end even if the client goes away meanwhile, so a
     write that reached etcd is always accounted for as it ended.
@@ -101,13 +108,14 @@ def unary(verb: str) -> Callable:
 
         @functools.wraps(handler)
         async def call(self: ApiService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            waited = await self.pacer.admit(context.peer())
             task = asyncio.ensure_future(admitted(self, request, context))
             task.add_done_callback(functools.partial(_account, verb, request,
                                                      time.perf_counter()))
             try:
                 result = await asyncio.shield(task)
             except Exception as exc:  # every failure becomes a status, never a traceback
-                await _abort(context, *_as_status(exc))
+                await self.refuse(context, exc, waited)
             context.set_trailing_metadata(ORIGIN)
             return result
         return call
@@ -135,12 +143,22 @@ def _watch_revision(rv: str) -> int | None:
 
 class ApiService(api_grpc.ApiServerServicer):
     def __init__(self, registry: Registry, cache: WatchCache, authn: Authenticator,
-                 max_watches_per_user: int = DEFAULT_MAX_WATCHES) -> None:
+                 max_watches_per_user: int = DEFAULT_MAX_WATCHES,
+                 refused_per_second: float = DEFAULT_REFUSED_PER_SECOND) -> None:
         self.registry = registry
         self.cache = cache
         self.authn = authn
         self.authz = authz.Authorizer(cache)
         self.watches = WatchLimiter(max_watches_per_user)
+        self.pacer = RefusalPacer(refused_per_second)
+
+    async def refuse(self, context: grpc.aio.ServicerContext, exc: Exception,
+                     waited: bool) -> None:
+        """Answer a failure as its status, charging the connection for a refusal."""
+        code, message = _as_status(exc)
+        if code in REFUSALS and not waited:
+            self.pacer.refused(context.peer())
+        await _abort(context, code, message)
 
     @unary("create")
     async def Create(self, request: api.CreateRequest, _user: User) -> api.Object:
@@ -188,11 +206,13 @@ class ApiService(api_grpc.ApiServerServicer):
     @unary("access_review")
     async def AccessReview(self, request: api.AccessReviewRequest,
                            user: User) -> api.AccessReviewResponse:
-        """May the caller (or, impersonated by a master, request.user) do this?"""
+        """May the caller do this? Or, asked by one allowed to create
+        subjectaccessreviews (administrators, kubelets), may request.user?"""
         if request.user:
-            if not user.is_master:
+            if not await self.authz.allows(Attributes(user, "create", REVIEWS)):
                 raise errors.Forbidden(f'users "{request.user}" is forbidden: User '
-                                       f'"{user.name}" cannot impersonate users')
+                                       f'"{user.name}" cannot impersonate users (create '
+                                       f'{REVIEWS})')
             user = User(request.user, (*request.groups, AUTHENTICATED))
         attrs = Attributes(user, request.verb, request.resource, request.namespace,
                            request.name)
@@ -203,6 +223,7 @@ class ApiService(api_grpc.ApiServerServicer):
     async def Watch(self, request: api.WatchRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[api.WatchEvent]:
         REQUESTS.labels("watch", request.kind, "OK").inc()
+        waited = await self.pacer.admit(context.peer())
         try:
             user = self.authn.authenticate(context)
             await self.authz.check(authz.attributes(user, "watch", request))
@@ -218,10 +239,9 @@ class ApiService(api_grpc.ApiServerServicer):
                                                  resource_version=str(ev.revision))
                     yield ev.wire
         except Exception as exc:  # every failure becomes a status, never a traceback
-            code, message = _as_status(exc)
-            if code == grpc.StatusCode.INTERNAL:
+            if _as_status(exc)[0] == grpc.StatusCode.INTERNAL:
                 log.error("internal error in watch", exc_info=exc)
-            await _abort(context, code, message)
+            await self.refuse(context, exc, waited)
 
 
 @dataclass
@@ -239,6 +259,7 @@ class Options:
     token_auth_file: Path | None = None
     token_port: int = 0                       # server-side TLS + bearer token; 0: none
     max_watches_per_user: int = DEFAULT_MAX_WATCHES
+    refused_per_second: float = DEFAULT_REFUSED_PER_SECOND   # per connection, then paced
     etcd_tls: EtcdTls | None = None
 
 
@@ -277,7 +298,8 @@ async def run(opts: Options) -> None:
     tokens = TokenFile(opts.token_auth_file) if opts.token_auth_file else None
     authn = Authenticator(tokens, insecure=opts.tls is None)
     api_grpc.add_ApiServerServicer_to_server(
-        ApiService(registry, cache, authn, opts.max_watches_per_user), server)
+        ApiService(registry, cache, authn, opts.max_watches_per_user,
+                   opts.refused_per_second), server)
     health = serving.add_grpc_health(server)
     port = serving.add_port(server, f"{opts.bind_address}:{opts.port}", opts.tls)
     if opts.token_port and opts.tls is not None:

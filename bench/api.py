@@ -27,6 +27,7 @@ import os
 import platform
 import shlex
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -39,9 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aetcd
+import grpc
+from aetcd.rpc import rpc_pb2 as rpc
+from aetcd.rpc import rpc_pb2_grpc as rpc_grpc
 
 from apiserver import defaults
+from apiserver.etcd import EtcdTls
 from apiserver.storage import encode
 from bench.common import DOC, interrupt, local_cluster, log, write_section
 from minik8s import errors, kinds
@@ -133,8 +137,13 @@ class CpuMeter:
 
 # ---------------------------------------------------------------- metrics
 
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+def scrape(url: str, tls: EtcdTls | None = None) -> str:
+    """A metrics page; over https with tls (etcd's client port of a secure cluster)."""
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(cafile=str(tls.ca))
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+    with urllib.request.urlopen(url, timeout=5, context=context) as resp:
         return resp.read().decode()
 
 
@@ -163,7 +172,9 @@ class WatchCounts:
 def scrape_watch_counts(cluster: LocalCluster) -> WatchCounts:
     host = cluster.host
     api = [scrape(f"http://{host}:{p.ports['http']}/metrics") for p in cluster.role("apiserver")]
-    etcd = [scrape(f"http://{host}:{p.ports['client']}/metrics") for p in cluster.role("etcd")]
+    tls, scheme = cluster.etcd_tls, "https" if cluster.etcd_tls else "http"
+    etcd = [scrape(f"{scheme}://{host}:{p.ports['client']}/metrics", tls)
+            for p in cluster.role("etcd")]
     return WatchCounts(
         [metric(text, "apiserver_etcd_watches") for text in api],
         [metric(text, "apiserver_registered_watchers", 'kind="Pod"') for text in api],
@@ -469,7 +480,7 @@ class Bench:
         self.args = args
         self.report = report
         self.api = [ApiClient([s]) for s in cluster.servers]
-        self.etcd = [aetcd.Client(*_host_port(e)) for e in cluster.etcd_endpoints]
+        self.etcd = [RawEtcd(e, cluster.etcd_tls) for e in cluster.etcd_endpoints]
         self.children = Children()
         self.meter = CpuMeter({
             "apiservers": [p.pid for p in cluster.role("apiserver")],
@@ -487,7 +498,6 @@ class Bench:
         return name
 
     async def run(self) -> None:
-        await asyncio.gather(*(e.connect() for e in self.etcd))
         self.report.counts_idle = scrape_watch_counts(self.cluster)
         self.report.creates = await self.create_throughput()
         scenarios = [(1, 1), *((self.args.watchers, p) for p in self.args.watch_procs)]
@@ -544,8 +554,7 @@ class Bench:
         stored = await self.etcd[0].get(kinds.key(kinds.by_name("Pod"), "bench-create-1",
                                                   "pod-0").encode())
         raw = await self.etcd[0].get(f"{RAW_PREFIX}/1/pod-0".encode())
-        return CreateResult(rounds, len(stored.value) if stored else 0,
-                            len(raw.value) if raw else 0)
+        return CreateResult(rounds, len(stored), len(raw))
 
     # ------------------------------------------------------------ 2. watch latency
 
@@ -604,9 +613,24 @@ class Bench:
         return create_ms
 
 
-def _host_port(endpoint: str) -> tuple[str, int]:
-    host, port = endpoint.rsplit(":", 1)
-    return host, int(port)
+class RawEtcd:
+    """One etcd member's KV API, reached as the apiservers reach it (TLS with their
+    client certificate, unless the cluster is --insecure)."""
+
+    def __init__(self, endpoint: str, tls: EtcdTls | None) -> None:
+        self._channel = grpc.aio.secure_channel(endpoint, tls.credentials()) if tls \
+            else grpc.aio.insecure_channel(endpoint)
+        self._kv = rpc_grpc.KVStub(self._channel)
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        await self._kv.Put(rpc.PutRequest(key=key, value=value))
+
+    async def get(self, key: bytes) -> bytes:
+        found = await self._kv.Range(rpc.RangeRequest(key=key))
+        return found.kvs[0].value if found.kvs else b""
+
+    async def close(self) -> None:
+        await self._channel.close()
 
 
 # ---------------------------------------------------------------- report
@@ -658,9 +682,16 @@ def render_header(rep: Report) -> str:
 * Command: `{rep.command}` (from the repo root; `make bench` runs it with
   the defaults).
 * Cluster: 3 etcd members and 3 apiservers as local processes (`LocalCluster`),
-  fresh in a temporary directory; the benchmark client runs on the same
-  machine, so clients, apiservers and etcd share its CPUs.
+  fresh in a temporary directory, {_security(rep.args)}; the benchmark client
+  runs on the same machine, so clients, apiservers and etcd share its CPUs.
 """
+
+
+def _security(args: argparse.Namespace) -> str:
+    if args.insecure:
+        return "started with `--insecure` (no TLS, authentication or authorization)"
+    return ("secure (TLS everywhere, client certificates, RBAC; the benchmark is the "
+            "administrator)")
 
 
 def _target_rows(rep: Report) -> list[tuple[str, str, bool]]:
@@ -732,7 +763,7 @@ def render_creates(rep: Report) -> str:
         f"{a.creates} Pods (one container with a port and resource requests, two labels) per "
         f"phase, {a.concurrency} concurrent requests spread round-robin over the 3 apiservers "
         "(one pinned `ApiClient` each), against raw etcd puts of the same serialized bytes "
-        "(`aetcd`, one client per etcd member, spread the same way, keys under "
+        "(one gRPC channel per etcd member, spread the same way, keys under "
         f"`{RAW_PREFIX}/`). Stored value: {res.api_value_bytes} bytes via the apiserver, "
         f"{res.raw_value_bytes} bytes raw. Both paths are warmed up first; then the phases "
         "alternate raw, api, raw, api.", "",
@@ -902,6 +933,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=20.0, help="events per second")
     p.add_argument("--doc", type=Path, default=DOC, help="markdown file to write the report to")
     p.add_argument("--no-doc", action="store_true", help="only print the report")
+    p.add_argument("--insecure", action="store_true",
+                   help="a cluster without TLS, authentication and authorization, to "
+                        "measure what they cost")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep the cluster's workdir (logs) after the run")
     args = p.parse_args(argv)
@@ -929,7 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     shlex.join(["python", "-m", "bench.api", *argv]), args)
     began = time.monotonic()
     try:
-        with local_cluster(args.keep_workdir) as cluster:
+        with local_cluster(args.keep_workdir, insecure=args.insecure) as cluster:
             log(f"cluster up in {time.monotonic() - began:.1f}s: apiservers {cluster.servers}")
             asyncio.run(run(cluster, report))
     except KeyboardInterrupt:

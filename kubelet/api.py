@@ -5,7 +5,9 @@ Users reach a pod's containers through the kubelet of the pod's node (as
 registry get images by `minictl image load` streaming a `docker save` archive
 here. Stats answers from the kubelet's stats cache (kubelet/stats.py). Containers are found by the labels the kubelet put on them
 (kubelet/labels.py), scoped to this kubelet's cluster and node, so kubelets
-sharing one Docker engine never see each other's containers.
+sharing one Docker engine never see each other's containers. Each call is
+authorized before anything else (kubelet/auth.py), unless the cluster is
+--insecure.
 
 The Docker SDK blocks, so every call to it runs on the executor the kubelet
 gives us; a followed log stream is read there too and handed to the event
@@ -31,6 +33,8 @@ import grpc
 import requests.exceptions
 
 from kubelet import labels
+from kubelet.auth import Guard, Request
+from minik8s import errors
 from minik8s.api.v1 import kubelet_pb2 as k
 from minik8s.api.v1 import kubelet_pb2_grpc as k_grpc
 
@@ -108,7 +112,7 @@ def _docker_message(exc: docker.errors.APIError) -> str:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
     """Answer a failure as a gRPC status with a clear message, never a traceback."""
-    if isinstance(exc, Refused):
+    if isinstance(exc, Refused | errors.ApiError):
         await context.abort(exc.code, exc.message)
     if isinstance(exc, docker.errors.NotFound):
         await context.abort(grpc.StatusCode.NOT_FOUND, _docker_message(exc))
@@ -163,16 +167,26 @@ class _LogPump:
 
 
 class KubeletApi(k_grpc.KubeletServicer):
-    """Serves Logs, Exec, LoadImage and Stats for the containers of one node."""
+    """Serves Logs, Exec, LoadImage and Stats for the containers of one node.
+
+    guard: who may do what (kubelet/auth.py); None only for a cluster started
+    with --insecure, whose kubelet API is open to anyone who reaches it.
+    """
 
     def __init__(self, docker_client: docker.DockerClient, executor: Executor,
                  cluster: str, node: str,
-                 stats: Callable[[], k.StatsResponse] = k.StatsResponse) -> None:
+                 stats: Callable[[], k.StatsResponse] = k.StatsResponse,
+                 guard: Guard | None = None) -> None:
         self._docker = docker_client
         self._executor = executor
         self._cluster = cluster
         self._node = node
         self._stats = stats
+        self._guard = guard
+
+    async def _authorize(self, context: grpc.aio.ServicerContext, request: Request) -> None:
+        if self._guard is not None:
+            await self._guard.check(context, request)
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -230,6 +244,8 @@ class KubeletApi(k_grpc.KubeletServicer):
     async def Logs(self, request: k.LogsRequest,
                    context: grpc.aio.ServicerContext) -> AsyncIterator[k.LogChunk]:
         try:
+            await self._authorize(context, Request("get", "pods/log", request.namespace,
+                                                   request.pod))
             target = await self._log_target(request)
             tail = request.tail_lines if request.HasField("tail_lines") else -1
             stream = await self._blocking(
@@ -253,6 +269,8 @@ class KubeletApi(k_grpc.KubeletServicer):
     async def Exec(self, request: k.ExecRequest,
                    context: grpc.aio.ServicerContext) -> k.ExecResponse:
         try:
+            await self._authorize(context, Request("create", "pods/exec", request.namespace,
+                                                   request.pod))
             if not request.command:
                 raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "a command is required")
             target = await self._exec_target(request)
@@ -279,6 +297,7 @@ class KubeletApi(k_grpc.KubeletServicer):
     async def LoadImage(self, request_iterator: AsyncIterator[k.ImageChunk],
                         context: grpc.aio.ServicerContext) -> k.LoadImageResponse:
         try:
+            await self._authorize(context, Request("create", "nodes/images", name=self._node))
             with tempfile.TemporaryFile(prefix="minik8s-image-") as spool:
                 if not await self._spool(request_iterator, spool):
                     raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "the image archive is empty")
@@ -319,6 +338,10 @@ class KubeletApi(k_grpc.KubeletServicer):
 
     async def Stats(self, request: k.StatsRequest,
                     context: grpc.aio.ServicerContext) -> k.StatsResponse:
+        try:
+            await self._authorize(context, Request("get", "nodes/stats", name=self._node))
+        except Exception as exc:
+            await _abort(context, exc)
         return self._stats()
 
 

@@ -18,6 +18,7 @@ import docker
 
 from kubelet import api as kubelet_api
 from kubelet import labels
+from kubelet.auth import Guard, apiserver_review
 from kubelet.containers import Owner
 from kubelet.node import NodeAgent, NodeConfig
 from kubelet.nodenet import NodeNetwork
@@ -65,6 +66,7 @@ class KubeletOptions:
     housekeeping_interval: float = 10.0   # container stats and counts, as cAdvisor's
     cluster_dns: str = ""
     cluster_domain: str = "cluster.local"
+    tls: serving.TlsFiles | None = None   # None: a plaintext, open API (--insecure clusters)
 
 
 class Kubelet:
@@ -162,10 +164,11 @@ class Kubelet:
             await self.runtime.call(podnet.create, opts.network, opts.cluster_cidr, self.docker)
         server = serving.make_grpc_server()
         health = serving.add_grpc_health(server)
+        guard = Guard(apiserver_review(self.client)) if opts.tls else None
         kubelet_api.add_to_server(server, kubelet_api.KubeletApi(
             self.docker, self.runtime.executor, opts.cluster, opts.node_name,
-            stats=lambda: self.stats.latest))
-        port = server.add_insecure_port(f"{opts.bind_address}:{opts.port}")
+            stats=lambda: self.stats.latest, guard=guard))
+        port = serving.add_port(server, f"{opts.bind_address}:{opts.port}", opts.tls)
         await server.start()
         http = serving.HttpEndpoints(healthz=self._engine_answers, readyz=self.pods.has_synced)
         http_port = await http.start(opts.bind_address, opts.http_port)

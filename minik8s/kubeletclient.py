@@ -4,6 +4,9 @@ These calls do not go through the apiserver: the apiserver only says where a
 pod runs (spec.nodeName) and where that node's kubelet listens (the node's
 address and status.daemonEndpoints.kubeletEndpoint), and the client then
 talks to that kubelet directly, as `kubectl logs` does through the kubelet.
+It presents the same credentials as to the apiserver (a client certificate:
+the kubelet API takes no tokens), and the kubelet asks the apiserver whether
+the caller may (kubelet/auth.py).
 """
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 import grpc
 
-from minik8s import errors
+from minik8s import config, errors
 from minik8s.api.v1 import kubelet_pb2 as k
 from minik8s.api.v1 import kubelet_pb2_grpc as k_grpc
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient, make_channel
-from minik8s.config import INSECURE
+from minik8s.config import Credentials
 
 ADDRESS_PREFERENCE = ("InternalIP", "Hostname")
 FALLBACK_ADDRESS = "127.0.0.1"
@@ -65,14 +68,19 @@ class KubeletClient:
     """The Kubelet gRPC service of one node. Errors the kubelet answers are
     raised as minik8s.errors.ApiError; an unreachable kubelet as KubeletError."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: Credentials | None = None) -> None:
+        """credentials: by default those of the config file (config.credentials())."""
+        creds = credentials or config.credentials()
+        if not (creds.insecure or creds.cert):
+            raise KubeletError("the kubelet API takes a client certificate, and these "
+                               "credentials have only a token")
         self.target = target
-        self._channel = make_channel(target, INSECURE)  # the kubelet API has no TLS yet
+        self._channel = make_channel(target, creds)
         self._stub = k_grpc.KubeletStub(self._channel)
 
     @classmethod
-    def for_node(cls, node: t.Node) -> KubeletClient:
-        return cls(kubelet_target(node))
+    def for_node(cls, node: t.Node, credentials: Credentials | None = None) -> KubeletClient:
+        return cls(kubelet_target(node), credentials)
 
     @classmethod
     async def for_pod(cls, api: ApiClient, namespace: str, name: str) -> KubeletClient:
@@ -81,7 +89,7 @@ class KubeletClient:
         if not pod.spec.node_name:
             raise KubeletError(f'pod "{namespace}/{name}" is not scheduled yet')
         node = await api.get("Node", pod.spec.node_name)
-        return cls.for_node(node)
+        return cls.for_node(node, api.credentials)
 
     async def logs(self, namespace: str, pod: str, container: str = "", *,
                    follow: bool = False, tail_lines: int | None = None,

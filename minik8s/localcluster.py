@@ -13,12 +13,15 @@ of whoever runs the cluster) starts them again, as a real supervisor would.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import http.client
+import io
 import ipaddress
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -207,8 +210,18 @@ class LocalCluster:
             "--cluster-name", self.name, "--pod-network", self.name,
             "--cluster-cidr", self.cluster_cidr, "--node-ip", self.host,
             "--bind-address", self.host, "--port", str(port), "--http-port", str(http),
-            "--root-dir", str(self.workdir / "kubelet" / node), *dns, *self.kubelet_args,
+            "--root-dir", str(self.workdir / "kubelet" / node), *dns,
+            *self._kubelet_security(node), *self.kubelet_args,
         ], {"grpc": port, "http": http}, supervised=True)
+
+    def _kubelet_security(self, node: str) -> list[str]:
+        """The kubelet API serves with the node's certificate (it names this host)."""
+        if self._pki is None:
+            return ["--insecure"]
+        subject = clusterpki.node_subject(node, [self.host])
+        files = self._pki.issue(_file_name(subject), subject)
+        return ["--tls-cert-file", str(files.cert), "--tls-private-key-file", str(files.key),
+                "--client-ca-file", str(self._pki.ca.cert_path)]
 
     def _plan_etcd(self) -> None:
         peers = {f"etcd-{i}": free_port() for i in range(self.masters)}
@@ -294,6 +307,29 @@ class LocalCluster:
         path = self.workdir / "auth" / f"{_file_name(subject)}.conf"
         return self._pki.client_config(path, self.servers,
                                        self._pki.issue(_file_name(subject), subject))
+
+    def issue_token(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A new bearer token for user, added to the token file (the apiservers read
+        it again within a second), and a client config holding it and the token
+        ports: <workdir>/auth/<user>-token.conf. The token is written nowhere else."""
+        ca = self._ca_path()
+        token = secrets.token_urlsafe(32)
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow([token, user, user, ",".join(groups)])
+        existing = self.token_file.read_text() if self.token_file.exists() else ""
+        if existing and not existing.endswith("\n"):
+            existing += "\n"
+        pki.write_private(self.token_file, (existing + line.getvalue()).encode())
+        path = self.workdir / "auth" / f"{_file_name(Subject(user))}-token.conf"
+        config.write(path, self.token_servers, {config.CA: str(ca), config.TOKEN: token})
+        return path
+
+    def _ca_path(self) -> Path:
+        if self._pki is not None:
+            return self._pki.ca.cert_path
+        if self.pki_dir is not None and not self.insecure:
+            return self.pki_dir / f"{pki.CA_NAME}.crt"
+        raise ClusterError("an --insecure cluster has no users")
 
     def role(self, role: str) -> list[Proc]:
         return [p for p in self.procs.values() if p.role == role]
@@ -452,6 +488,7 @@ class LocalCluster:
     def save(self) -> None:
         state = {"host": self.host, "name": self.name, "service_cidr": self.service_cidr,
                  "cluster_cidr": self.cluster_cidr, "supervisor": os.getpid(),
+                 "pki_dir": str(self._pki.directory) if self._pki else "",
                  "procs": [asdict(p) for p in self.procs.values()]}
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
@@ -464,7 +501,9 @@ class LocalCluster:
             raise ClusterError(f"no cluster in {workdir} (no {STATE_FILE})") from None
         cluster = cls(workdir=workdir, host=state["host"], name=state.get("name", ""),
                       service_cidr=state.get("service_cidr", ""),
-                      cluster_cidr=state.get("cluster_cidr", ""))
+                      cluster_cidr=state.get("cluster_cidr", ""),
+                      pki_dir=Path(state["pki_dir"]) if state.get("pki_dir") else None,
+                      insecure=not state.get("pki_dir"))
         for p in state["procs"]:
             proc = Proc(**p)
             # only a PID still running the command we started is ours to stop

@@ -48,6 +48,9 @@ def main() -> None:
 @click.option("--token-port", default=0,
               help="port for clients with a bearer token and no certificate (0: none)")
 @click.option("--max-watches-per-user", default=1000, help="open watches per user")
+@click.option("--refused-per-second", default=50.0,
+              help="refused calls (no or bad credentials, forbidden) a connection may have "
+                   "a second before its calls are paced to that rate")
 @click.option("--etcd-cafile", type=click.Path(path_type=Path), default=None,
               help="the CA of etcd's serving certificates")
 @click.option("--etcd-certfile", type=click.Path(path_type=Path), default=None,
@@ -65,12 +68,7 @@ def apiserver(etcd_servers: str, log_level: str, insecure: bool, tls_cert_file: 
     from apiserver.server import Options, run
 
     serving.setup_logging("apiserver", log_level)
-    tls = None
-    if not insecure:
-        if not (tls_cert_file and tls_private_key_file and client_ca_file):
-            raise click.UsageError("--tls-cert-file, --tls-private-key-file and "
-                                   "--client-ca-file are required (or --insecure)")
-        tls = serving.TlsFiles(tls_cert_file, tls_private_key_file, client_ca_file)
+    tls = _serving_tls(insecure, tls_cert_file, tls_private_key_file, client_ca_file)
     etcd_tls = None
     if etcd_cafile or etcd_certfile or etcd_keyfile:
         if not (etcd_cafile and etcd_certfile and etcd_keyfile):
@@ -82,6 +80,22 @@ def apiserver(etcd_servers: str, log_level: str, insecure: bool, tls_cert_file: 
                                 etcd_tls=etcd_tls, **opts)))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _serving_tls(insecure: bool, cert: Path | None, key: Path | None,
+                 client_ca: Path | None) -> serving.TlsFiles | None:
+    """A server's mutual-TLS files from its flags; None with --insecure."""
+    if insecure:
+        return None
+    if not (cert and key and client_ca):
+        raise click.UsageError("--tls-cert-file, --tls-private-key-file and "
+                               "--client-ca-file are required (or --insecure)")
+    files = serving.TlsFiles(cert, key, client_ca)
+    try:
+        files.credentials(require_client_cert=True)  # an unreadable file: say so now
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    return files
 
 
 def leader_elected(fn: Callable) -> Callable:
@@ -198,14 +212,24 @@ def controller_manager(log_level: str, cluster_cidr: str, node_monitor_grace_per
 @click.option("--cluster-domain", default="cluster.local")
 @click.option("--housekeeping-interval", default=10.0,
               help="seconds between container stats samples (minictl top) and pod counts")
+@click.option("--tls-cert-file", type=click.Path(path_type=Path), default=None,
+              help="the kubelet API's serving certificate (names the node's addresses)")
+@click.option("--tls-private-key-file", type=click.Path(path_type=Path), default=None)
+@click.option("--client-ca-file", type=click.Path(path_type=Path), default=None,
+              help="the CA the API's callers' certificates must be signed by")
+@click.option("--insecure", is_flag=True,
+              help="development only: a plaintext kubelet API open to anyone who reaches it")
 @click.option("--log-level", default="INFO")
-def kubelet(log_level: str, server: str | None, node_labels: str, **opts: object) -> None:
+def kubelet(log_level: str, server: str | None, node_labels: str, insecure: bool,
+            tls_cert_file: Path | None, tls_private_key_file: Path | None,
+            client_ca_file: Path | None, **opts: object) -> None:
     """Run this node's pods as Docker containers."""
     from kubelet.kubelet import Kubelet, KubeletOptions
 
     serving.setup_logging(f"kubelet/{opts['node_name']}", log_level)
+    tls = _serving_tls(insecure, tls_cert_file, tls_private_key_file, client_ca_file)
     try:
-        options = KubeletOptions(
+        options = KubeletOptions(tls=tls,
             servers=config.servers(server), node_labels=_key_values(node_labels),
             node_name=opts.pop("node_name"), cluster=opts.pop("cluster_name"),
             network=opts.pop("pod_network"), pause_image=opts.pop("pod_infra_container_image"),
@@ -362,6 +386,20 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
     click.echo("running; press Ctrl-C to stop", err=True)
     cluster.run_until_signalled()
     click.echo("stopped")
+
+
+@main.command("create-token")
+@click.argument("user")
+@click.option("--group", "groups", multiple=True, help="a group of the user (repeatable)")
+@click.option("--workdir", default=".work/cluster", type=click.Path(path_type=Path),
+              help="the local-up cluster whose apiservers accept the token")
+def create_token(user: str, groups: tuple[str, ...], workdir: Path) -> None:
+    """Give USER a bearer token; print the path of a client config holding it."""
+    try:
+        cluster, _ = LocalCluster.load(workdir.resolve())
+        click.echo(cluster.issue_token(user, groups))
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _detach(workdir: Path, masters: int, nodes: int, service_cidr: str, insecure: bool) -> None:

@@ -2,8 +2,9 @@
 
 Each test plays the kubelet's part itself: it creates containers carrying the
 kubelet's labels (under a cluster name of its own, so no other test or
-kubelet sees them) and talks to a KubeletApi served on loopback through the
-KubeletClient that minictl uses. Containers and image tags are removed by id
+kubelet sees them) and talks to a KubeletApi served on loopback (mutual TLS
+with the session's CA; access reviews answered here: administrators only)
+through the KubeletClient that minictl uses, as the session's administrator. Containers and image tags are removed by id
 and tag afterwards; nothing else is touched.
 """
 from __future__ import annotations
@@ -24,9 +25,12 @@ from docker.models.containers import Container
 
 from kubelet import labels
 from kubelet.api import KubeletApi, add_to_server
-from minik8s import errors
+from kubelet.auth import Caller, Guard, Request
+from minik8s import clusterpki, errors
 from minik8s.kubeletclient import KubeletClient
-from minik8s.serving import make_grpc_server
+from minik8s.pki import CertificateAuthority
+from minik8s.serving import TlsFiles, add_port, make_grpc_server
+from tests.session_pki import session_pki
 
 IMAGE = "minik8s/echo:latest"
 TEST_LABEL = "io.minik8s.test"
@@ -89,13 +93,25 @@ def pods(engine: docker.DockerClient) -> Iterator[Pods]:
     p.remove_all()
 
 
+def serving_tls() -> TlsFiles:
+    """node-a's serving certificate from the session's CA (which signs our admin's)."""
+    ca = CertificateAuthority.ensure(session_pki())
+    files = ca.issue("kubelet-api-test", clusterpki.node_subject(NODE, ["127.0.0.1"]))
+    return TlsFiles(files.cert, files.key, ca.cert_path)
+
+
+async def masters_only(caller: Caller, request: Request) -> tuple[bool, str]:
+    return "system:masters" in caller.groups, f'User "{caller.user}" cannot {request.verb}'
+
+
 @pytest.fixture
 async def kubelet(engine: docker.DockerClient, pods: Pods) -> AsyncIterator[KubeletClient]:
     """A KubeletApi for node-a of the test's own cluster, and a client of it."""
     executor = ThreadPoolExecutor(4, thread_name_prefix="test-kubelet-api")
     server = make_grpc_server()
-    add_to_server(server, KubeletApi(engine, executor, pods.cluster, NODE))
-    port = server.add_insecure_port("127.0.0.1:0")
+    add_to_server(server, KubeletApi(engine, executor, pods.cluster, NODE,
+                                     guard=Guard(masters_only)))
+    port = add_port(server, "127.0.0.1:0", serving_tls())
     await server.start()
     client = KubeletClient(f"127.0.0.1:{port}")
     yield client

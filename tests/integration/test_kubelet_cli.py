@@ -1,12 +1,20 @@
-"""minictl logs, exec and image load, through the kubelets of a real cluster."""
+"""minictl logs, exec and image load, through the kubelets of a real cluster,
+and who the kubelets let do them."""
 from __future__ import annotations
 
 import os
 import uuid
 
 import docker
+import grpc
+import pytest
 
+from minik8s import config, errors
+from minik8s.api.v1 import kubelet_pb2 as k
+from minik8s.api.v1 import kubelet_pb2_grpc as k_grpc
+from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
+from minik8s.kubeletclient import KubeletClient, kubelet_target
 from minik8s.localcluster import LocalCluster
 from tests.integration.helpers import eventually, minictl
 from tests.integration.kubelet_helpers import ECHO, echo_pod, until_phase, until_ready
@@ -71,3 +79,49 @@ async def test_image_load_into_every_node(node_cluster: LocalCluster, node_clien
     finally:
         await node_client.delete("Pod", "from-loaded", node_namespace)
         engine.images.remove(tag)  # only the tag: the image is the echo image
+
+
+async def _bind_edit(client: ApiClient, user: str, namespace: str) -> None:
+    await client.create(t.RoleBinding(
+        metadata=t.ObjectMeta(name=f"{user}-edit", namespace=namespace),
+        subjects=[t.Subject(kind="User", name=user)],
+        role_ref=t.RoleRef(kind="ClusterRole", name="edit")))
+
+
+async def test_kubelets_authorize_each_caller(node_cluster: LocalCluster, node_client: ApiClient,
+                                              node_namespace: str) -> None:
+    ns = node_namespace
+    await node_client.create(echo_pod("guarded", ns, "sh", "-c", "echo secret; sleep 3600"))
+    await until_phase(node_client, "guarded", ns, "Running")
+    pod = await node_client.get("Pod", "guarded", ns)
+    node = await node_client.get("Node", pod.spec.node_name)
+    target = kubelet_target(node)
+
+    ca = config.credentials().ca
+    async with grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca)) as anonymous:
+        with pytest.raises(grpc.aio.AioRpcError) as no_cert:
+            await k_grpc.KubeletStub(anonymous).Stats(k.StatsRequest(), timeout=10)
+    assert no_cert.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    dana = config.credentials(node_cluster.issue_user("dana"))
+    async with KubeletClient(target, dana) as kubelet:
+        with pytest.raises(errors.Forbidden) as refused:
+            await kubelet.exec(ns, "guarded", ["true"])
+        assert str(refused.value) == (f'pods "guarded" is forbidden: User "dana" cannot create '
+                                      f'resource "pods" subresource "exec" in the namespace "{ns}"')
+        with pytest.raises(errors.Forbidden, match='User "dana" cannot get resource "nodes"'):
+            await kubelet.stats()
+
+        await _bind_edit(node_client, "dana", ns)
+
+        async def logs_allowed() -> bytes:
+            try:
+                return b"".join([c async for c in kubelet.logs(ns, "guarded")])
+            except errors.Forbidden:
+                return b""
+        assert (await eventually(logs_allowed, timeout=30)).startswith(b"secret")
+        with pytest.raises(errors.Forbidden, match="nodes"):
+            await kubelet.stats()   # edit in a namespace says nothing about the node
+
+    async with KubeletClient(target) as admin:
+        assert (await admin.exec(ns, "guarded", ["echo", "hi"])).stdout == b"hi\n"

@@ -99,6 +99,27 @@ async def test_tokens(cluster: LocalCluster) -> None:
         assert secret not in path.read_text()
 
 
+async def test_create_token(cluster: LocalCluster) -> None:
+    made = subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", "create-token", "carol",
+                           "--group", "team-c", "--workdir", str(cluster.workdir)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
+    path = Path(made.stdout.strip())
+    assert path.stat().st_mode & 0o077 == 0
+    token = config.credentials(path).token
+    assert token and token not in made.stdout
+    async with ApiClient(cluster.token_servers, credentials=config.credentials(path)) as carol:
+        async def known() -> bool:  # the file is read again within a second
+            try:
+                return (await carol.access_review("list", "pods", "default")).user == "carol"
+            except errors.Unauthenticated:
+                return False
+        await eventually(known)
+    async with ApiClient(cluster.servers) as admin:
+        review = await admin.access_review("get", "pods", user="carol", groups=["team-c"])
+        assert not review.allowed   # a token is an identity, not a grant
+
+
 async def test_etcd_refuses_a_client_without_certificate(cluster: LocalCluster) -> None:
     ca = _ca().cert_path.read_bytes()
     endpoint = cluster.etcd_endpoints[0]
