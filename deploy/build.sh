@@ -10,7 +10,7 @@
 #                                    etcd, a Docker engine (for nodes), iptables; skipped when
 #                                    the tag for the current inputs exists
 #
-# Usage: deploy/build.sh [--print-tag]   (env: DEBIAN_MIRROR, MINIK8S_VENV)
+# Usage: deploy/build.sh [--print-tag]   (env: DEBIAN_MIRROR, MINIK8S_VENV, MINIK8S_BUILD_PRUNE)
 # Prints timings; the last line of stdout is the image tag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -161,8 +161,9 @@ else
   log "$tag: built in $(since "$t")"
 fi
 docker tag "$tag" "$REPO:latest"
-# drop older builds of this script (not in use: `docker image rm` without -f refuses those)
-docker image ls --filter "label=$OWNER_LABEL" --format '{{.Repository}}:{{.Tag}}' "$REPO" \
+# drop older builds of this script (not in use: `docker image rm` without -f refuses those);
+# MINIK8S_BUILD_PRUNE=0 keeps them (several worktrees building on one engine)
+[ "${MINIK8S_BUILD_PRUNE:-1}" = 0 ] || docker image ls --filter "label=$OWNER_LABEL" --format '{{.Repository}}:{{.Tag}}' "$REPO" \
   | grep -v -x -e "$tag" -e "$REPO:latest" | xargs -r docker image rm >/dev/null 2>&1 || true
 log "tagged $REPO:latest (all done in $(since "$t_all"))"
 echo "$tag"

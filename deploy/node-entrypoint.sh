@@ -7,7 +7,10 @@
 #
 # Environment: NODE_NAME (default: hostname), MINIK8S_SERVERS (apiservers host:port,...),
 # CLUSTER_CIDR, SERVICE_CIDR, NODE_IP (default: this container's address on eth0),
-# DOCKERD_ARGS (extra dockerd flags), KUBELET_ARGS / PROXY_ARGS (extra flags), LOG_LEVEL.
+# DOCKERD_ARGS (extra dockerd flags), KUBELET_ARGS / PROXY_ARGS (extra flags), LOG_LEVEL,
+# PKI_DIR (default /etc/minik8s/pki: ca.crt and, for each of kubelet, proxy and dns,
+# <name>.crt/.key and <name>.conf, its client config; the kubelet serves its API with
+# kubelet.crt, which names this node and NODE_IP).
 set -uo pipefail
 
 NODE_NAME=${NODE_NAME:-$(hostname)}
@@ -16,6 +19,7 @@ CLUSTER_CIDR=${CLUSTER_CIDR:-10.244.0.0/16}
 SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
 LOG_LEVEL=${LOG_LEVEL:-INFO}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+PKI_DIR=${PKI_DIR:-/etc/minik8s/pki}
 
 say() { echo "node-entrypoint[$NODE_NAME]: $*" >&2; }
 
@@ -23,6 +27,9 @@ if [ -z "${NODE_IP:-}" ]; then
   NODE_IP=$(ip -4 -o addr show dev eth0 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')
 fi
 [ -n "$NODE_IP" ] || { say "cannot find this container's IPv4 address on eth0 (set NODE_IP)"; exit 1; }
+for name in ca.crt kubelet.conf proxy.conf dns.conf; do
+  [ -r "$PKI_DIR/$name" ] || { say "no $PKI_DIR/$name (mount the node's PKI there)"; exit 1; }
+done
 
 stopping=0
 stop_all() {  # stop kubelet and proxy, then the engine (which stops the pods' containers)
@@ -72,16 +79,18 @@ say "dockerd answers ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
 DNS_IP=$(python3 -c 'import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[10])' "$SERVICE_CIDR")
 
 # shellcheck disable=SC2086
-minik8s kubelet --node-name "$NODE_NAME" --server "$SERVERS" --network-mode node \
+MINIK8S_CONFIG=$PKI_DIR/kubelet.conf minik8s kubelet --node-name "$NODE_NAME" --server "$SERVERS" --network-mode node \
   --pod-network minik8s --cluster-cidr "$CLUSTER_CIDR" --node-ip "$NODE_IP" --cluster-dns "$DNS_IP" \
-  --bind-address 0.0.0.0 --port 10250 --http-port 10248 --log-level "$LOG_LEVEL" ${KUBELET_ARGS:-} &
+  --bind-address 0.0.0.0 --port 10250 --http-port 10248 --log-level "$LOG_LEVEL" \
+  --tls-cert-file "$PKI_DIR/kubelet.crt" --tls-private-key-file "$PKI_DIR/kubelet.key" \
+  --client-ca-file "$PKI_DIR/ca.crt" ${KUBELET_ARGS:-} &
 kubelet_pid=$!
 # shellcheck disable=SC2086
-minik8s proxy --node-name "$NODE_NAME" --server "$SERVERS" \
+MINIK8S_CONFIG=$PKI_DIR/proxy.conf minik8s proxy --node-name "$NODE_NAME" --server "$SERVERS" \
   --service-cidr "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" --node-ip "$NODE_IP" \
   --bind-address 0.0.0.0 --port 10256 --http-port 10249 --log-level "$LOG_LEVEL" ${PROXY_ARGS:-} &
 proxy_pid=$!
-minik8s dns --server "$SERVERS" --bind-address "$NODE_IP" --port 53 --http-port 10054 \
+MINIK8S_CONFIG=$PKI_DIR/dns.conf minik8s dns --server "$SERVERS" --bind-address "$NODE_IP" --port 53 --http-port 10054 \
   --cluster-ip "$DNS_IP" --advertise-address "$NODE_IP" --log-level "$LOG_LEVEL" &
 dns_pid=$!
 

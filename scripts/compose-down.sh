@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PROJECT=${MINIK8S_COMPOSE_PROJECT:-minik8s}
 FILE=deploy/docker-compose.yml
 STATE=.work/compose/$PROJECT
+export MINIK8S_PKI=$PWD/$STATE/pki   # named by docker-compose.yml's volumes
 remove_images=0
 for arg in "$@"; do
   case $arg in

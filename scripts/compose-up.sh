@@ -4,6 +4,7 @@
 # their own Docker engines. Installs what is missing, builds the image (cached),
 # starts the project `minik8s`, waits until every container is healthy and both
 # nodes are Ready, loads the pod images into the nodes, writes the minictl config,
+# makes the cluster's PKI (.work/compose/<project>/pki; TLS and RBAC are on),
 # runs examples/hello.yaml with its Service on NodePort 30080 and asks it for a page
 # through 127.0.0.1. Safe to run again (it converges). Stop it: scripts/compose-down.sh.
 #
@@ -111,6 +112,12 @@ else:
     else:
         sys.exit("compose-up: no free subnet for the compose network (set MINIK8S_COMPOSE_SUBNET)")
 print(f"MINIK8S_COMPOSE_SUBNET={subnet}")
+# containers take addresses from the first half; the nodes have fixed ones in the second
+# (their kubelets' serving certificates name them)
+lower, upper = ipaddress.ip_network(subnet).subnets(prefixlen_diff=1)
+print(f"MINIK8S_COMPOSE_IP_RANGE={lower}")
+for i in range(2):
+    print(f"MINIK8S_NODE_IP_{i}={upper.network_address + 10 + i}")
 
 def port_free(port):
     with socket.socket() as s:
@@ -144,6 +151,13 @@ set -a
 # shellcheck disable=SC1091
 . "$STATE/env"
 set +a
+
+# ------------------------------------------------------------------ PKI
+# the cluster CA and every component's certificate (minik8s/composepki.py); each
+# service mounts its own directory read-only. Kept while the project exists.
+export MINIK8S_PKI=$PWD/$STATE/pki
+"$bin/python" -m minik8s.composepki "$MINIK8S_PKI" "$MINIK8S_NODE_IP_0" "$MINIK8S_NODE_IP_1"
+echo "PKI in $MINIK8S_PKI"
 echo "network $MINIK8S_COMPOSE_SUBNET; apiservers 127.0.0.1:$MINIK8S_APISERVER_PORT_0,$MINIK8S_APISERVER_PORT_1,$MINIK8S_APISERVER_PORT_2; NodePort 30080 on 127.0.0.1:$MINIK8S_NODEPORT_0 (node-0) and 127.0.0.1:$MINIK8S_NODEPORT_1 (node-1)"
 
 # ------------------------------------------------------------------ up
@@ -203,13 +217,15 @@ done
 
 # ------------------------------------------------------------------ client config
 servers="127.0.0.1:$MINIK8S_APISERVER_PORT_0,127.0.0.1:$MINIK8S_APISERVER_PORT_1,127.0.0.1:$MINIK8S_APISERVER_PORT_2"
-home_config=$("$bin/python" - "$STATE/config" "$servers" <<'PY'
+home_config=$("$bin/python" - "$STATE/config" "$servers" "$MINIK8S_PKI" <<'PY'
 import sys
 from pathlib import Path
 from minik8s import config
-servers = sys.argv[2].split(",")
-config.write(Path(sys.argv[1]), servers)      # this cluster's own copy
-config.write(config.default_path(), servers)  # where minictl looks (as `minik8s local-up` does)
+servers, pki = sys.argv[2].split(","), Path(sys.argv[3])
+creds = {config.CA: str(pki / "ca.crt"), config.CERT: str(pki / "admin.crt"),
+         config.KEY: str(pki / "admin.key")}   # the administrator (system:masters)
+config.write(Path(sys.argv[1]), servers, creds)      # this cluster's own copy
+config.write(config.default_path(), servers, creds)  # where minictl looks (as local-up does)
 print(config.default_path())
 PY
 )
