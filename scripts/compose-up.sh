@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # `make up`: a minik8s cluster in containers (deploy/docker-compose.yml):
-# etcd, apiserver, scheduler, controller-manager x3 each, and two worker nodes with
-# their own Docker engines. Installs what is missing, builds the image (cached),
+# etcd, apiserver, scheduler, controller-manager x3 each, two worker nodes with
+# their own Docker engines, Prometheus, Alertmanager and the dashboard. Installs what is missing, builds the image (cached),
 # starts the project `minik8s`, waits until every container is healthy and both
 # nodes are Ready, loads the pod images into the nodes, writes the minictl config,
 # runs examples/hello.yaml with its Service on NodePort 30080 and asks it for a page
 # through 127.0.0.1. Safe to run again (it converges). Stop it: scripts/compose-down.sh.
 #
 # Environment: MINIK8S_COMPOSE_TIMEOUT (seconds to wait for health, default 180),
-# MINIK8S_COMPOSE_SUBNET, MINIK8S_APISERVER_PORT_{0,1,2}, MINIK8S_NODEPORT_{0,1}
-# (defaults: a free one of 172.28-31.0.0/16; 16443-16445; 30080, 30081),
+# MINIK8S_COMPOSE_SUBNET, MINIK8S_APISERVER_PORT_{0,1,2}, MINIK8S_NODEPORT_{0,1},
+# MINIK8S_PROMETHEUS_PORT, MINIK8S_ALERTMANAGER_PORT, MINIK8S_DASHBOARD_PORT (defaults:
+# a free one of 172.28-31.0.0/16; 16443-16445; 30080, 30081; 9090, 9093, 8001; a port
+# that is taken is replaced by a free one),
 # MINIK8S_COMPOSE_NO_DEMO=1 (skip the demo), MINIK8S_CONFIG (where minictl's config goes),
 # MINIK8S_COMPOSE_PROJECT (default minik8s; the tests use their own, beside yours).
 set -euo pipefail
@@ -128,7 +130,8 @@ def any_free():
 
 defaults = {"MINIK8S_APISERVER_PORT_0": 16443, "MINIK8S_APISERVER_PORT_1": 16444,
             "MINIK8S_APISERVER_PORT_2": 16445, "MINIK8S_NODEPORT_0": 30080,
-            "MINIK8S_NODEPORT_1": 30081}
+            "MINIK8S_NODEPORT_1": 30081, "MINIK8S_PROMETHEUS_PORT": 9090,
+            "MINIK8S_ALERTMANAGER_PORT": 9093, "MINIK8S_DASHBOARD_PORT": 8001}
 for var, default in defaults.items():
     if os.environ.get(var):          # chosen by the user, or by a run whose project still exists
         port = int(os.environ[var])
@@ -145,6 +148,7 @@ set -a
 . "$STATE/env"
 set +a
 echo "network $MINIK8S_COMPOSE_SUBNET; apiservers 127.0.0.1:$MINIK8S_APISERVER_PORT_0,$MINIK8S_APISERVER_PORT_1,$MINIK8S_APISERVER_PORT_2; NodePort 30080 on 127.0.0.1:$MINIK8S_NODEPORT_0 (node-0) and 127.0.0.1:$MINIK8S_NODEPORT_1 (node-1)"
+echo "Prometheus 127.0.0.1:$MINIK8S_PROMETHEUS_PORT, Alertmanager 127.0.0.1:$MINIK8S_ALERTMANAGER_PORT, dashboard 127.0.0.1:$MINIK8S_DASHBOARD_PORT"
 
 # ------------------------------------------------------------------ up
 say "${compose[*]} up -d"
@@ -286,6 +290,10 @@ Use it from this shell:
   $bin/minictl get pods -A -o wide
   $bin/minictl logs <pod>; $bin/minictl exec <pod> -- sh
   curl http://127.0.0.1:$MINIK8S_NODEPORT_0/
+Monitoring (docs/monitoring.md):
+  dashboard     http://127.0.0.1:$MINIK8S_DASHBOARD_PORT/
+  Prometheus    http://127.0.0.1:$MINIK8S_PROMETHEUS_PORT/   (also /classic/targets, /classic/alerts)
+  Alertmanager  http://127.0.0.1:$MINIK8S_ALERTMANAGER_PORT/api/v2/alerts   (an API: no web UI)
 Containers: ${compose[*]} ps | logs <service>
 Stop it (removes its containers, network and volumes): scripts/compose-down.sh   (make down)
 MSG
