@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser import artifacts, browser, severe_logs, text_of
 from tests.compose import Compose, eventually, run
 from tests.e2e.monitoring import AlertWatch, Monitoring, get_json, global_config, hold_for, rules
 
@@ -62,7 +63,8 @@ def test_apiserver_stopped_fires_apiserver_down_then_resolves(compose: Compose) 
             eventually(lambda: alert.fired_at, fire_within + 60,
                        f"ApiserverDown for {victim} in Alertmanager ({alert})", interval=0.5)
         finally:
-            run("docker", "start", container, check=False)
+            started = run("docker", "start", container, check=False)
+        assert started.returncode == 0, f"docker start {victim}: {started.stderr}"
         started_at = time.monotonic()
         eventually(lambda: alert.resolved_at, 90, f"ApiserverDown resolves ({alert})",
                    interval=0.5)
@@ -95,3 +97,29 @@ def test_dashboard_charts_come_from_prometheus(compose: Compose) -> None:
     assert all(now - 3600 < ts <= now + 60 for ts, _ in points), "points outside the last hour"
     print(f"/api/charts: {len(answer['series'])} series, {len(points)} points "
           f"in {len(ids)} charts")
+
+
+def test_dashboard_in_a_browser_shows_the_cluster_and_live_charts(compose: Compose) -> None:
+    """The compose dashboard in headless chromium: nodes, the demo's pods, charts drawn
+    from Prometheus; the screenshot is the one docs/dashboard.md shows."""
+    url = Monitoring(compose).dashboard
+    hello = {p["metadata"]["name"] for p in compose.get("pods", "-l", "app=hello")["items"]
+             if not p["metadata"].get("deletionTimestamp")}
+    driver = browser()
+    try:
+        driver.get(url)
+        eventually(lambda: text_of(driver, "live") == "live", 30, "the page goes live")
+        eventually(lambda: all(w in text_of(driver, "nodes") for w in ("node-0", "node-1",
+                                                                       "2 of 2 ready")),
+                   30, "both nodes Ready on the page")
+        eventually(lambda: all(name in text_of(driver, "workloads") for name in hello), 30,
+                   f"the hello pods {sorted(hello)} on the page")
+        # the charts panel redraws from Prometheus every 15 s: every chart gets a line
+        eventually(lambda: driver.execute_script(
+            "return [...document.querySelectorAll('#charts figure')]"
+            ".filter((f) => f.querySelector('polyline')).length") == 4,
+            60, "four charts with data", interval=2)
+        assert severe_logs(driver) == []
+        driver.save_screenshot(str(artifacts() / "dashboard-compose.png"))
+    finally:
+        driver.quit()
