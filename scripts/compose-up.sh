@@ -58,6 +58,10 @@ echo "image $MINIK8S_IMAGE (${build_secs}s)"
 # ------------------------------------------------------------------ subnet and ports
 # Reuse the choices of a running project; otherwise pick a subnet that touches no
 # route, local address, resolver or Docker network here, and free ports on 127.0.0.1.
+# One project at a time from here until its containers hold their ports and network,
+# so two projects coming up together cannot pick the same free ones.
+exec 8>"${TMPDIR:-/tmp}/minik8s-compose-up.lock"
+flock 8
 mkdir -p "$STATE"
 running=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | head -n 1)
 if [ -n "$running" ] && [ -f "$STATE/env" ]; then
@@ -158,6 +162,7 @@ if ! timeout "$TIMEOUT" "${compose[@]}" up -d --remove-orphans; then
   "${compose[@]}" logs --tail 30 >&2 || true
   die "\`${compose[*]} up -d\` failed (logs above); stop with scripts/compose-down.sh"
 fi
+flock -u 8
 
 # Every container running and healthy, within TIMEOUT (one `docker inspect` a round:
 # docker-compose itself is slow to start).
