@@ -207,6 +207,9 @@ class LocalCluster:
                 "--initial-cluster", initial, "--initial-cluster-token", token,
                 "--initial-cluster-state", "new",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
+                # a member back from a partition must not depose the leader with the terms
+                # it ran up alone (the default from etcd 3.5 on)
+                "--pre-vote",
                 "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
             ], {"client": client, "peer": peer}))
 

@@ -35,7 +35,7 @@ from docker.models.containers import Container
 
 from kubelet import labels
 from minik8s.localcluster import ClusterError
-from tests.chaos.base import LEADER_ROLES, MASTER_ROLES, PodContainer
+from tests.chaos.base import MASTER_ROLES, PodContainer
 from tests.compose import Compose
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -226,15 +226,18 @@ class ComposeTarget:
         return out
 
     def pin_addresses(self) -> None:
-        """Make the address of each leader-elected container its own (static), once, by
+        """Make the address of each master container its own (static), once, by
         connecting it again with it; then wait until everything is ready again.
 
-        Docker gives a container it restarts any free address of the network,
-        one a partition just freed too; a deposed leader exits (and is
-        restarted) during partitions, and must not take the address of a
-        container cut off, which gets it back when the partition heals.
+        Docker gives a container it restarts or starts any free address of the
+        network, one freed by a partition or by a stopped container too: a
+        deposed leader restarted during a partition took the address of a
+        container cut off, and an etcd member started first after a quorum loss
+        took the other's, which then failed to start ("Address already in use").
+        Nodes keep theirs: their routes and engines would not survive it, and
+        only one is ever down at a time.
         """
-        for name in [n for role in LEADER_ROLES for n in self.members(role)]:
+        for name in [n for role in MASTER_ROLES for n in self.members(role)]:
             address = self._address(name)
             self._network.disconnect(self._containers[name])
             self._network.connect(self._containers[name], ipv4_address=address, aliases=[name])

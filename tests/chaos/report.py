@@ -154,7 +154,7 @@ def _scenario(s: dict[str, Any]) -> list[str]:
         errs = ", ".join(f"{k} {v}" for k, v in s["retried_errors"].items())
         lines += [f"* errors the workload retried: {errs}"]
     if s["violations"]:
-        lines += ["* **violations:**"] + [f"  * `{v}`" for v in s["violations"]]
+        lines += ["* **violations:**"] + [f"  * `{' '.join(v.split())}`" for v in s["violations"]]
         lines += [f"  * {why}" for known, why in text.KNOWN.items()
                   if any(known in v for v in s["violations"])]
     else:
