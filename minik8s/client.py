@@ -66,6 +66,12 @@ def _is_transport_failure(err: grpc.aio.AioRpcError) -> bool:
     return err.code() == grpc.StatusCode.UNAVAILABLE and not _answered_by_apiserver(err)
 
 
+def _went_unanswered(err: grpc.aio.AioRpcError) -> bool:
+    """The call's deadline passed with no answer from the apiserver: it may be cut off
+    (a partition drops packets; the connection itself fails only much later)."""
+    return err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not _answered_by_apiserver(err)
+
+
 class ApiClient:
     """Typed access to the API over several apiserver endpoints with failover."""
 
@@ -111,17 +117,28 @@ class ApiClient:
             self._current = (self._current + 1) % len(self.servers)
             log.info("apiserver %s unreachable; trying %s", server, self.endpoint)
 
-    async def _unary(self, method: str, request: Message) -> Any:
-        deadline = time.monotonic() + self.retry_deadline
+    async def _unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
+        """One call, sent again to the next apiserver while the transport fails.
+
+        timeout bounds the whole call, retries included; by default each attempt
+        has self.timeout and the retries self.retry_deadline. A call that goes
+        unanswered is not sent again (a write may have happened), but the next
+        call goes to the next apiserver.
+        """
+        deadline = time.monotonic() + (self.retry_deadline if timeout is None else timeout)
         delay = 0.05
         while True:
             server = self.endpoint
+            attempt = self.timeout if timeout is None else deadline - time.monotonic()
+            if attempt <= 0:
+                raise errors.Timeout(f"{method}: no time left for the call")
             try:
-                return await getattr(self._stub(server), method)(request, timeout=self.timeout)
+                return await getattr(self._stub(server), method)(request, timeout=attempt)
             except grpc.aio.AioRpcError as err:
+                if _is_transport_failure(err) or _went_unanswered(err):
+                    self._fail_over(server)
                 if not _is_transport_failure(err) or time.monotonic() + delay > deadline:
                     raise errors.from_rpc_error(err) from None
-                self._fail_over(server)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -138,7 +155,7 @@ class ApiClient:
 
     # ------------------------------------------------------------ verbs
 
-    async def create(self, obj: Message) -> Message:
+    async def create(self, obj: Message, timeout: float | None = None) -> Message:
         """Create obj. Safe to retry: the client stamps the uid, so when a retry
         after a lost answer finds the object already there with our uid, that
         object is the one we created."""
@@ -147,16 +164,17 @@ class ApiClient:
         meta.uid = meta.uid or str(uuid.uuid4())
         try:
             req = self._fenced(api.CreateRequest(object=wrapped))
-            return kinds.unwrap(await self._unary("Create", req))
+            return kinds.unwrap(await self._unary("Create", req, timeout))
         except errors.AlreadyExists:
-            existing = await self.get(kinds.of(obj).name, meta.name, meta.namespace)
+            existing = await self.get(kinds.of(obj).name, meta.name, meta.namespace, timeout)
             if existing.metadata.uid == meta.uid:
                 return existing
             raise
 
-    async def get(self, kind: str, name: str, namespace: str = "") -> Message:
+    async def get(self, kind: str, name: str, namespace: str = "",
+                  timeout: float | None = None) -> Message:
         req = api.GetRequest(kind=kind, namespace=namespace, name=name)
-        return kinds.unwrap(await self._unary("Get", req))
+        return kinds.unwrap(await self._unary("Get", req, timeout))
 
     async def list(self, kind: str, namespace: str = "", label_selector: str = "",
                    field_selector: str = "") -> tuple[list[Message], str]:
@@ -166,9 +184,9 @@ class ApiClient:
         resp = await self._unary("List", req)
         return [kinds.unwrap(o) for o in resp.items], resp.resource_version
 
-    async def update(self, obj: Message) -> Message:
+    async def update(self, obj: Message, timeout: float | None = None) -> Message:
         req = self._fenced(api.UpdateRequest(object=kinds.wrap(obj)))
-        return kinds.unwrap(await self._unary("Update", req))
+        return kinds.unwrap(await self._unary("Update", req, timeout))
 
     async def update_status(self, obj: Message) -> Message:
         req = self._fenced(api.UpdateRequest(object=kinds.wrap(obj)))

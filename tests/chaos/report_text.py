@@ -96,9 +96,9 @@ KNOWN = {
         "DEADLINE_EXCEEDED (next member, then UNAVAILABLE): if this shows again, that "
         "regressed."),
     "is present, expected absent": (
-        "The open apiserver bug above: the delayed first copy of a create's Txn, resent to "
+        "The apiserver bug above (fixed): the delayed first copy of a create's Txn, resent to "
         "another member on a timeout, committed again after the object's acknowledged "
-        "delete."),
+        "delete. If this shows again, the write fence in `apiserver/etcd.py` regressed."),
     "across the kubelet's restart": (
         "The kubelet race above (fixed after this run): a sync before the Pod informer's first "
         "list took the pod's containers for those of a deleted pod and removed them."),
@@ -132,19 +132,20 @@ BUGS = [
     "second time (controller-manager-2 restarted twice in one partition: a crash loop by "
     "this suite's count). `minik8s/localcluster.py` now starts etcd with `--pre-vote`, and "
     "`deploy/docker-compose.yml` sets `ETCD_PRE_VOTE` (after this run).",
-    "* **Open** (scenario 4, apiserver): an acknowledged delete undone, an object created twice. "
-    "`apiserver/etcd.py` `_call_members` sends a Txn to the next member when one does not "
-    "answer within its 2 s; a request to a member cut off is not lost but waits in the TCP "
-    "connection, and is delivered when the partition heals. Seen in both kinds of cluster; "
-    "in process mode, read back from etcd's history: a Service create's Txn "
+    "* **Fixed** (scenario 4, apiserver): an acknowledged delete undone, an object created "
+    "twice. `apiserver/etcd.py` `_call_members` sent a Txn to the next member when one did "
+    "not answer within its 2 s; a request to a member cut off is not lost but waits in the "
+    "TCP connection, and is delivered when the partition heals. Seen in both kinds of "
+    "cluster; in process mode, read back from etcd's history: a Service create's Txn "
     "(\"absent\" guard; Service and its ClusterIP range key) committed through another member "
     "(revision 7439), the client deleted the Service (acknowledged, 7451), then the first "
     "request got through and committed the very same bytes again (7605): the Service, and "
-    "its ClusterIP's allocation, came back, and the scenario did not converge. A write guarded "
-    "by absence (create) is not safe to send twice while the first may still arrive; "
-    "`storage.py` `_write`'s \"same bytes: an earlier attempt of this txn\" does not help once "
-    "the key was deleted in between. Not resending a write after a timeout (or sending it "
-    "again only on a new connection after the old one is reset) would close it.",
+    "its ClusterIP's allocation, came back. Every Txn now also compares the mod_revision of a "
+    "fence key, and a write that got no answer is fenced off (the fence key written through "
+    "another member) before it is sent again, so the late copy fails its comparison "
+    "(`Etcd.txn`). `tests/integration/test_etcd_resend.py` holds a create in a TCP relay "
+    "past its timeout, deletes the key, releases the relay and wants the key still absent "
+    "(it fails without the fence).",
     "* **Open** (compose, `deploy/docker-compose.yml`): its containers have no fixed address, "
     "and Docker gives a container it starts or restarts any free one. After a quorum loss "
     "(two etcd members stopped with `docker kill`), the member started first took the other's "
@@ -159,16 +160,17 @@ BUGS = [
     "pod (`kubelet/pods.py`: `self.pods.get(key)` is None) and took its containers for "
     "stale. Seen once in 5 restarts (the Service list came 36 ms before the Pod list). "
     "`kubelet/kubelet.py` `run` now waits for the Pod informer too.",
-    "* **Open** (scenario 4; slow, not a violation): an apiserver cut off the network, rather "
-    "than down, deposes leaders on the healthy masters too and delays the takeover well past "
-    "the 2 s lease (scenario 4's failover). `minik8s/client.py` fails over only on a transport failure "
-    "(`_unary`, `_is_transport_failure`); a call to an unreachable apiserver ends in "
-    "DEADLINE_EXCEEDED (or is cancelled by the elector's renew deadline of 1.5 s), and the "
-    "client keeps calling that endpoint until the connection itself fails (about 5 s: "
-    "`Connection timed out (110)` in the components' logs). So a leader whose client is on "
-    "that apiserver cannot renew and exits, and a candidate whose client is on it cannot "
-    "acquire meanwhile. Moving to the next endpoint after a deadline the apiserver did not "
-    "answer itself (no origin metadata) would bound both by the call timeout.",
+    "* **Fixed** (scenario 4; slow, not a violation): an apiserver cut off the network, "
+    "rather than down, deposed leaders on the healthy masters too and delayed the takeover "
+    "well past the 2 s lease (scenario 4's failover). `minik8s/client.py` failed over only "
+    "on a transport failure; a call to an unreachable apiserver ended in DEADLINE_EXCEEDED "
+    "(or was cancelled by the elector's renew deadline of 1.5 s), and the client kept "
+    "calling that endpoint until the connection itself failed (about 5 s). Now a call the "
+    "apiserver did not answer within its deadline moves the client to the next apiserver "
+    "(`_went_unanswered`), and the elector bounds each attempt by a grpc deadline of at most "
+    "half its renew deadline, so one unanswered renewal leaves time for the next "
+    "(`tests/integration/test_leader_election.py::"
+    "test_renewal_survives_its_apiserver_going_silent`).",
 ]
 
 DEFINITIONS = [
