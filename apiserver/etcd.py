@@ -5,6 +5,13 @@ to one member; a member that refuses or resets the connection, or answers
 that it has no leader, is left for the next one until the request budget is
 spent. Then the call fails with EtcdUnavailable, so an apiserver whose etcd
 has lost quorum answers quickly instead of hanging.
+
+A write that did not answer may still be on its way: a member cut off by a
+partition gets it from TCP once the partition heals, and applies it then,
+after the copy sent to the next member was acknowledged and perhaps after
+the object was deleted again. So every Txn also compares a fence key's
+mod_revision, and before a write is sent again the fence is raised: the
+copy still in flight can no longer apply (see Etcd.txn).
 """
 from __future__ import annotations
 
@@ -39,9 +46,16 @@ REQUIRE_LEADER = (("hasleader", "true"),)
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
+# Raised before a write is resent; every write compares its mod_revision.
+FENCE_KEY = b"/minik8s/write-fence"
+
 
 class EtcdUnavailable(Exception):
     """No etcd member could serve the request within the budget."""
+
+
+class _MaybeDelivered(Exception):
+    """A write got no answer: the member may apply it yet."""
 
 
 class EtcdCompacted(Exception):
@@ -109,14 +123,16 @@ class EtcdTls:
 
 class Etcd:
     def __init__(self, endpoints: Sequence[str], *, request_timeout: float = 5.0,
-                 tls: EtcdTls | None = None) -> None:
+                 tls: EtcdTls | None = None, first: int | None = None) -> None:
+        """first: the index of the member to ask first; by default a random one, so
+        that apiserver replicas spread their load over the members."""
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = list(endpoints)
         self._credentials = tls.credentials() if tls else None
         self.request_timeout = request_timeout
-        # replicas start on different members, so their load spreads
-        self._current = random.randrange(len(self.endpoints))
+        self._current = random.randrange(len(self.endpoints)) if first is None else first
+        self._fence = 0  # the fence key's mod_revision, as this client last saw it
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[str, type], Any] = {}
 
@@ -144,16 +160,21 @@ class Etcd:
 
     async def _call(self, operation: str, stub_cls: type, method: str, request: object) -> object:
         """One request, timed; counted as an error if no member answered it well."""
+        deadline = time.monotonic() + self.request_timeout
         with ETCD_LATENCY.labels(operation).time():
             try:
-                return await self._call_members(stub_cls, method, request)
+                return await self._call_members(stub_cls, method, request, deadline)
             except (EtcdUnavailable, grpc.aio.AioRpcError):
                 ETCD_ERRORS.labels(operation).inc()
                 raise
 
-    async def _call_members(self, stub_cls: type, method: str, request: object) -> object:
-        """Call one member after another until one answers or the budget is spent."""
-        deadline = time.monotonic() + self.request_timeout
+    async def _call_members(self, stub_cls: type, method: str, request: object,
+                            deadline: float, resend: bool = True) -> object:
+        """Call one member after another until one answers or the deadline passes.
+
+        With resend False, a request that got no answer raises _MaybeDelivered
+        instead of going to the next member: the caller must fence it first.
+        """
         last_error = "no member tried"
         delay = 0.02
         while True:
@@ -171,13 +192,56 @@ class Etcd:
                     raise
                 last_error = f"{endpoint}: {err.details() or err.code().name}"
                 self._next_endpoint(endpoint)
+                if not resend:
+                    raise _MaybeDelivered(last_error) from None
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
 
     async def txn(self, compare: Sequence[rpc.Compare], success: Sequence[rpc.RequestOp],
                   failure: Sequence[rpc.RequestOp] = ()) -> rpc.TxnResponse:
-        req = rpc.TxnRequest(compare=compare, success=success, failure=failure)
-        return await self._call("txn", rpc_grpc.KVStub, "Txn", req)  # type: ignore[return-value]
+        """A Txn that applies at most once, however often it is sent.
+
+        Each copy also compares the fence key's mod_revision with the fence
+        this client last saw, and reads the fence when it fails. A copy that
+        got no answer is fenced off (the fence raised) before the next copy
+        goes out; a copy that failed only because another apiserver raised
+        the fence is sent again with the new one.
+        """
+        deadline = time.monotonic() + self.request_timeout
+        with ETCD_LATENCY.labels("txn").time():
+            try:
+                return await self._fenced_txn(compare, success, failure, deadline)
+            except (EtcdUnavailable, grpc.aio.AioRpcError):
+                ETCD_ERRORS.labels("txn").inc()
+                raise
+
+    async def _fenced_txn(self, compare: Sequence[rpc.Compare],
+                          success: Sequence[rpc.RequestOp], failure: Sequence[rpc.RequestOp],
+                          deadline: float) -> rpc.TxnResponse:
+        while True:
+            fence = self._fence
+            req = rpc.TxnRequest(compare=[*compare, mod_revision_is(FENCE_KEY, fence)],
+                                 success=success, failure=[*failure, get(FENCE_KEY)])
+            try:
+                resp = await self._call_members(rpc_grpc.KVStub, "Txn", req, deadline,
+                                                 resend=False)
+            except _MaybeDelivered:
+                await self._raise_fence(deadline)
+                continue
+            if resp.succeeded:
+                return resp
+            fence_kvs = resp.responses[-1].response_range.kvs
+            current = fence_kvs[0].mod_revision if fence_kvs else 0
+            if current == fence:
+                del resp.responses[-1]
+                return resp
+            self._fence = max(self._fence, current)
+
+    async def _raise_fence(self, deadline: float) -> None:
+        """Move the fence key on, so that no Txn sent before can apply any more."""
+        req = rpc.TxnRequest(success=[put(FENCE_KEY, b"")])
+        resp = await self._call_members(rpc_grpc.KVStub, "Txn", req, deadline)
+        self._fence = max(self._fence, resp.header.revision)
 
     async def range(self, key: bytes, end: bytes = b"", *, count_only: bool = False,
                     revision: int = 0) -> rpc.RangeResponse:

@@ -14,7 +14,6 @@
 # Prints timings; the last line of stdout is the image tag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root_dir=$PWD
 
 BASE=minik8s/debian-base:bookworm
 REPO=minik8s/minik8s
@@ -37,7 +36,7 @@ venv=${MINIK8S_VENV:-}
 if [ -z "$venv" ]; then
   for v in .venv /tmp/venv; do [ -x "$v/bin/pip" ] && { venv=$v; break; }; done
 fi
-[ -n "$venv" ] && [ -x "$venv/bin/pip" ] || die "no virtualenv with pip (run: make venv)"
+if [ -z "$venv" ] || [ ! -x "$venv/bin/pip" ]; then die "no virtualenv with pip (run: make venv)"; fi
 pip=("$venv/bin/pip" --disable-pip-version-check -q)
 
 # one build at a time on this machine; a second run waits, then finds everything cached
@@ -116,7 +115,8 @@ else
 fi
 
 # deps: the runtime requirements of the wheel, pinned to the versions in the venv
-app_whl=$(ls "$WHEELS"/app/*.whl | head -1)
+app_wheels=("$WHEELS"/app/*.whl)
+app_whl=${app_wheels[0]}
 "$venv/bin/python" - "$app_whl" >"$tmp/requirements.txt" <<'PY'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
@@ -136,7 +136,8 @@ else
   "${pip[@]}" wheel -w "$WHEELS/deps" -r "$tmp/requirements.txt" -c "$tmp/constraints.txt" \
       >"$tmp/wheel.log" 2>&1 || { cat "$tmp/wheel.log" >&2; die "pip wheel of the dependencies failed"; }
   echo "$deps_hash" >"$WHEELS/deps.hash"
-  log "dependency wheels: $(ls "$WHEELS/deps" | wc -l) built in $(since "$t")"
+  dep_wheels=("$WHEELS"/deps/*.whl)
+  log "dependency wheels: ${#dep_wheels[@]} built in $(since "$t")"
 fi
 
 # ---------------------------------------------------------------- 3. the image

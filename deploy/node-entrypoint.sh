@@ -46,6 +46,7 @@ stop_all() {  # stop kubelet and proxy, then the engine (which stops the pods' c
     wait "$dockerd_pid" 2>/dev/null
   fi
 }
+# shellcheck disable=SC2317  # called by the traps below
 on_signal() {
   say "$1: stopping kubelet, proxy, dns and dockerd"
   stop_all

@@ -184,7 +184,9 @@ class Kubelet:
         for informer in (self.node_informer, self.services, self.pods):
             informer.start()
         events = self.runtime.watch_events(self._docker_event)
-        await self.services.wait_synced()
+        # the pods too: a worker that syncs a pod before the Pod list is in would take its
+        # running containers for stale ones and remove them
+        await asyncio.gather(self.services.wait_synced(), self.pods.wait_synced())
         await serving.set_serving(health, True)
         tasks = [asyncio.create_task(c) for c in (
             agent.run_status(), agent.run_lease(), self.events.run(), self._resync(),

@@ -65,18 +65,21 @@ def working_set_bytes(sample: Mapping[str, Any]) -> int:
     return max(0, memory.get("usage", 0) - inactive)
 
 
+def _is_sandbox(summary: Mapping[str, Any]) -> bool:
+    return (summary.get("Labels") or {}).get(labels.CONTAINER_NAME) == labels.SANDBOX
+
+
 def container_states(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """App containers by state (kubelet_running_containers), every state present."""
     counts = Counter(_DOCKER_STATES.get(c.get("State", ""), "unknown") for c in summaries
-                     if (c.get("Labels") or {}).get(labels.CONTAINER_NAME) != labels.SANDBOX)
+                     if not _is_sandbox(c))
     return {state: counts[state] for state in CONTAINER_STATES}
 
 
 def running_pods(summaries: Iterable[Mapping[str, Any]]) -> int:
     """Pods whose sandbox runs."""
     return len({(c.get("Labels") or {}).get(labels.POD_UID) for c in summaries
-                if c.get("State") == "running"
-                and (c.get("Labels") or {}).get(labels.CONTAINER_NAME) == labels.SANDBOX})
+                if c.get("State") == "running" and _is_sandbox(c)})
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,7 @@ class StatsCache:
         RUNNING_PODS.set(running_pods(summaries))
         for state, count in container_states(summaries).items():
             RUNNING_CONTAINERS.labels(state).set(count)
-        apps = [c for c in summaries if c.get("State") == "running"
-                and (c.get("Labels") or {}).get(labels.CONTAINER_NAME) != labels.SANDBOX]
+        apps = [c for c in summaries if c.get("State") == "running" and not _is_sandbox(c)]
         sampled = await asyncio.gather(*(self._usage(c) for c in apps))
         when = Timestamp()
         when.GetCurrentTime()

@@ -92,6 +92,12 @@ def _error(err: grpc.aio.AioRpcError, server: str) -> errors.ApiError:
     return errors.from_rpc_error(err)
 
 
+def _went_unanswered(err: grpc.aio.AioRpcError) -> bool:
+    """The call's deadline passed with no answer from the apiserver: it may be cut off
+    (a partition drops packets; the connection itself fails only much later)."""
+    return err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not _answered_by_apiserver(err)
+
+
 class ApiClient:
     """Typed access to the API over several apiserver endpoints with failover."""
 
@@ -140,18 +146,30 @@ class ApiClient:
             self._current = (self._current + 1) % len(self.servers)
             log.info("apiserver %s unreachable; trying %s", server, self.endpoint)
 
-    async def _unary(self, method: str, request: Message) -> Any:
-        deadline = time.monotonic() + self.retry_deadline
+    async def _unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
+        """One call, sent again to the next apiserver while the transport fails.
+
+        timeout bounds the whole call, retries included; by default each attempt
+        has self.timeout and the retries self.retry_deadline. A call that goes
+        unanswered is not sent again (a write may have happened), but the next
+        call goes to the next apiserver.
+        """
+        deadline = time.monotonic() + (self.retry_deadline if timeout is None else timeout)
         delay = 0.05
         while True:
             server = self.endpoint
+            attempt = self.timeout if timeout is None else deadline - time.monotonic()
+            if attempt <= 0:
+                raise errors.Timeout(f"{method}: no time left for the call")
             try:
-                return await getattr(self._stub(server), method)(request, timeout=self.timeout)
+                return await getattr(self._stub(server), method)(request, timeout=attempt)
             except grpc.aio.AioRpcError as err:
-                if not _is_transport_failure(err) or _tls_refused(err) or \
-                        time.monotonic() + delay > deadline:
+                if _tls_refused(err):
                     raise _error(err, server) from None
-                self._fail_over(server)
+                if _is_transport_failure(err) or _went_unanswered(err):
+                    self._fail_over(server)
+                if not _is_transport_failure(err) or time.monotonic() + delay > deadline:
+                    raise _error(err, server) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -168,7 +186,7 @@ class ApiClient:
 
     # ------------------------------------------------------------ verbs
 
-    async def create(self, obj: Message) -> Message:
+    async def create(self, obj: Message, timeout: float | None = None) -> Message:
         """Create obj. Safe to retry: the client stamps the uid, so when a retry
         after a lost answer finds the object already there with our uid, that
         object is the one we created."""
@@ -177,16 +195,17 @@ class ApiClient:
         meta.uid = meta.uid or str(uuid.uuid4())
         try:
             req = self._fenced(api.CreateRequest(object=wrapped))
-            return kinds.unwrap(await self._unary("Create", req))
+            return kinds.unwrap(await self._unary("Create", req, timeout))
         except errors.AlreadyExists:
-            existing = await self.get(kinds.of(obj).name, meta.name, meta.namespace)
+            existing = await self.get(kinds.of(obj).name, meta.name, meta.namespace, timeout)
             if existing.metadata.uid == meta.uid:
                 return existing
             raise
 
-    async def get(self, kind: str, name: str, namespace: str = "") -> Message:
+    async def get(self, kind: str, name: str, namespace: str = "",
+                  timeout: float | None = None) -> Message:
         req = api.GetRequest(kind=kind, namespace=namespace, name=name)
-        return kinds.unwrap(await self._unary("Get", req))
+        return kinds.unwrap(await self._unary("Get", req, timeout))
 
     async def list(self, kind: str, namespace: str = "", label_selector: str = "",
                    field_selector: str = "") -> tuple[list[Message], str]:
@@ -196,9 +215,9 @@ class ApiClient:
         resp = await self._unary("List", req)
         return [kinds.unwrap(o) for o in resp.items], resp.resource_version
 
-    async def update(self, obj: Message) -> Message:
+    async def update(self, obj: Message, timeout: float | None = None) -> Message:
         req = self._fenced(api.UpdateRequest(object=kinds.wrap(obj)))
-        return kinds.unwrap(await self._unary("Update", req))
+        return kinds.unwrap(await self._unary("Update", req, timeout))
 
     async def update_status(self, obj: Message) -> Message:
         req = self._fenced(api.UpdateRequest(object=kinds.wrap(obj)))

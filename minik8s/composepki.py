@@ -10,6 +10,7 @@ DIR; each service gets a directory of its own, mounted read-only at
                          etcd-client.crt/key  system:apiserver, to etcd
     scheduler/           client.crt/key, client.conf   system:kube-scheduler
     controller-manager/  client.crt/key, client.conf   system:kube-controller-manager
+    dashboard/           client.crt/key, client.conf   system:dashboard (read-only: view)
     node-<i>/            kubelet.crt/key, kubelet.conf system:node:node-<i> (SANs node-<i>, its IP)
                          proxy.*, dns.*                system:kube-proxy, system:kube-dns
 
@@ -51,7 +52,7 @@ def generate(root: Path, node_ips: list[str]) -> None:
         issuer = _authority(ca, root / name)
         issuer.issue("apiserver", pki.server_subject(name, [name]))
         issuer.issue("etcd-client", Subject("system:apiserver"))
-    for role in ("scheduler", "controller-manager"):
+    for role in ("scheduler", "controller-manager", "dashboard"):
         _client(ca, root / role, "client", clusterpki.IDENTITIES[role])
     for i, ip in enumerate(node_ips):
         node, directory = f"node-{i}", root / f"node-{i}"

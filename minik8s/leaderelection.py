@@ -95,16 +95,23 @@ class LeaderElector:
         spec.renew_time.FromDatetime(_now())
         return lease
 
-    async def try_acquire_or_renew(self) -> bool:
-        """One CAS attempt; True if we hold the lease afterwards."""
-        if self._held is not None and await self._renew_held():
+    async def try_acquire_or_renew(self, timeout: float | None = None) -> bool:
+        """One CAS attempt, within timeout (seconds) if given; True if we hold the
+        lease afterwards."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        if self._held is not None and await self._renew_held(left()):
             return True
         me = self.config.identity
         try:
-            lease = await self.client.get("Lease", self.config.name, self.config.namespace)
+            lease = await self.client.get("Lease", self.config.name, self.config.namespace,
+                                          left())
         except errors.NotFound:
             try:
-                created = await self.client.create(self._lease())
+                created = await self.client.create(self._lease(), left())
             except errors.AlreadyExists:
                 return False
             return self._hold(created)
@@ -118,11 +125,11 @@ class LeaderElector:
         lease.spec.lease_duration_seconds = max(1, round(self.config.lease_duration))
         lease.spec.renew_time.FromDatetime(_now())
         try:
-            return self._hold(await self.client.update(lease))
+            return self._hold(await self.client.update(lease, left()))
         except errors.Conflict:
             return False
 
-    async def _renew_held(self) -> bool:
+    async def _renew_held(self, timeout: float | None) -> bool:
         """Renew in one request: CAS on the lease as we last wrote it.
 
         A conflict means someone else wrote it since; the caller then reads
@@ -132,7 +139,7 @@ class LeaderElector:
         lease.CopyFrom(self._held)
         lease.spec.renew_time.FromDatetime(_now())
         try:
-            return self._hold(await self.client.update(lease))
+            return self._hold(await self.client.update(lease, timeout))
         except errors.Conflict:
             self._held = None
             return False
@@ -154,7 +161,7 @@ class LeaderElector:
                  self.config.namespace, self.config.name)
         while True:
             try:
-                if await self.try_acquire_or_renew():
+                if await self.try_acquire_or_renew(self.config.renew_deadline):
                     assert self.fence is not None
                     self._gauge.set(1)
                     log.info("%s became leader of %s (transitions %d)", self.config.identity,
@@ -173,11 +180,13 @@ class LeaderElector:
             # nobody took the lease meanwhile, renewing it is safe, and if
             # someone did, the CAS fails (and fencing covers anything in between)
             left = last + self.config.renew_deadline - time.monotonic()
+            # half the deadline at most: an apiserver that does not answer costs one
+            # attempt, and the next one (through the next apiserver) still has time
+            timeout = max(self.config.retry_period, min(left, self.config.renew_deadline / 2))
             try:
-                held = await asyncio.wait_for(self.try_acquire_or_renew(),
-                                              max(left, self.config.retry_period))
-            except (errors.ApiError, TimeoutError) as exc:
-                log.warning("renewing lease: %s", str(exc) or "timed out")
+                held = await self.try_acquire_or_renew(timeout)
+            except errors.ApiError as exc:
+                log.warning("renewing lease: %s", exc)
                 held = None
             if held:
                 last = time.monotonic()

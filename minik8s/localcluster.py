@@ -80,6 +80,7 @@ class Proc:
     supervised: bool = False   # started again when it exits
     pid: int = 0
     config: str = ""           # its client config (MINIK8S_CONFIG), if it calls the API
+    cgroup: str = ""           # a cgroup v2 directory it runs in (every restart too), if any
 
     @property
     def alive(self) -> bool:
@@ -116,6 +117,9 @@ class LocalCluster:
     proxy_args: list[str] = field(default_factory=list)
     pki_dir: Path | None = None   # None: <workdir>/pki; clusters may share one CA
     insecure: bool = False        # development only: no TLS, authentication or authorization
+    # a cgroup v2 directory: if set, each process runs in a cgroup of its own below it,
+    # <cgroup_parent>/<name>, so that its traffic can be told apart (iptables -m cgroup)
+    cgroup_parent: str = ""
     procs: dict[str, Proc] = field(default_factory=dict)
     _pki: ClusterPki | None = field(default=None, repr=False)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
@@ -229,7 +233,7 @@ class LocalCluster:
         initial = ",".join(f"{n}={scheme}://{self.host}:{p}" for n, p in peers.items())
         token = f"minik8s-{os.getpid()}-{int(time.time())}"
         for name, peer in peers.items():
-            client = free_port()
+            client, metrics = free_port(), free_port()
             self._add(Proc(name, "etcd", [
                 shutil.which("etcd") or "etcd", "--name", name,
                 "--data-dir", str(self.workdir / "data" / name),
@@ -240,9 +244,14 @@ class LocalCluster:
                 "--initial-cluster", initial, "--initial-cluster-token", token,
                 "--initial-cluster-state", "new",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
+                # a member back from a partition must not depose the leader with the terms
+                # it ran up alone (the default from etcd 3.5 on)
+                "--pre-vote",
                 "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
+                # /health and /metrics in plain HTTP (the client port asks for certificates)
+                "--listen-metrics-urls", f"http://{self.host}:{metrics}",
                 *self._etcd_security(name),
-            ], {"client": client, "peer": peer}))
+            ], {"client": client, "peer": peer, "metrics": metrics}))
 
     def _etcd_security(self, name: str) -> list[str]:
         """Serving and peer TLS; clients (the apiservers) must show a certificate of our CA."""
@@ -275,6 +284,8 @@ class LocalCluster:
         ], {"grpc": port, "http": http}, supervised=True)
 
     def _add(self, proc: Proc) -> None:
+        if self.cgroup_parent:
+            proc.cgroup = os.path.join(self.cgroup_parent, proc.name)
         self.procs[proc.name] = proc
 
     def _write_client_configs(self) -> None:
@@ -380,7 +391,11 @@ class LocalCluster:
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             if proc.config:
                 env["MINIK8S_CONFIG"] = proc.config
-            child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+            argv = proc.argv
+            if proc.cgroup:
+                os.makedirs(proc.cgroup, exist_ok=True)
+                argv = _in_cgroup(proc.cgroup, argv)
+            child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, cwd=self.workdir)
             log.close()
             proc.pid = child.pid
@@ -468,6 +483,9 @@ class LocalCluster:
             for proc in group:
                 if not self._reap(proc.name, grace):
                     self.kill(proc.name)
+        for path in [p.cgroup for p in self.procs.values() if p.cgroup] + [self.cgroup_parent]:
+            if path:
+                _remove_cgroup(path)
         if self.name and self.role("kubelet"):
             podnet.remove(self.name)
         if self.role("proxy"):  # its rules outlive it, as kube-proxy's do: remove them
@@ -530,6 +548,29 @@ def _runs(pid: int, argv: list[str]) -> bool:
     except FileNotFoundError:
         return False
     return [a.decode() for a in cmdline if a][1:] == argv[1:]
+
+
+def _in_cgroup(cgroup: str, argv: list[str]) -> list[str]:
+    """argv, run by a shell that first moves itself into a cgroup, then execs it (same PID,
+    so every socket it makes is made there). Not preexec_fn: Python code between fork
+    and exec in a threaded process can crash the child."""
+    join = 'echo 0 > "$1/cgroup.procs" && shift && exec "$@"'   # 0: the writing process
+    return ["/bin/sh", "-c", join, "sh", cgroup, *argv]
+
+
+def _remove_cgroup(path: str, timeout: float = 5.0) -> None:
+    """rmdir a cgroup once the kernel has let go of its last process (EBUSY until then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
 
 
 def _http_ok(url: str) -> bool:

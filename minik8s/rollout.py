@@ -155,10 +155,27 @@ def statefulset_status(sts: t.StatefulSet) -> tuple[str, bool]:
             f"{st.current_replicas} pods at revision {st.current_revision}..."), True
 
 
+def daemonset_status(ds: t.DaemonSet) -> tuple[str, bool]:
+    """kubectl rollout status' line for a DaemonSet, and whether the rollout is done."""
+    st, name = ds.status, ds.metadata.name
+    if ds.metadata.generation > st.observed_generation:
+        return "Waiting for daemon set spec update to be observed...", False
+    waiting = f'Waiting for daemon set "{name}" rollout to finish: '
+    if st.updated_number_scheduled < st.desired_number_scheduled:
+        return (f"{waiting}{st.updated_number_scheduled} out of {st.desired_number_scheduled} "
+                "new pods have been updated..."), False
+    if st.number_available < st.desired_number_scheduled:
+        return (f"{waiting}{st.number_available} of {st.desired_number_scheduled} updated pods "
+                "are available..."), False
+    return f'daemon set "{name}" successfully rolled out', True
+
+
 def status_of(obj: Message) -> tuple[str, bool]:
-    """rollout status' line for a Deployment or a StatefulSet."""
+    """rollout status' line for a Deployment, a StatefulSet or a DaemonSet."""
     if isinstance(obj, t.StatefulSet):
         return statefulset_status(obj)
+    if isinstance(obj, t.DaemonSet):
+        return daemonset_status(obj)
     return status(obj)
 
 

@@ -34,23 +34,23 @@ if [ ${#compose[@]} -gt 0 ]; then
   "${compose[@]}" down -v --remove-orphans --timeout 30 || true
 fi
 
-# Whatever is still labelled as the project's (compose missing, or interrupted runs).
-by_label() {  # by_label container|network|volume -> ids of objects labelled as the project's
-  { docker "$1" ls -q ${2:-} --filter "label=com.docker.compose.project=$PROJECT"
-    docker "$1" ls -q ${2:-} --filter "label=io.minik8s.compose=$PROJECT"; } 2>/dev/null | sort -u
+# Whatever is still labelled as the project's (compose missing, or interrupted runs). Only
+# compose's project label tells projects apart: io.minik8s.compose is "minik8s" in all of them.
+by_label() {  # by_label container|network|volume [ls flags] -> ids of the project's objects
+  docker "$1" ls -q "${@:2}" --filter "label=com.docker.compose.project=$PROJECT" 2>/dev/null | sort -u
 }
-left=$(by_label container -a)
-[ -n "$left" ] && docker rm -f -v $left >/dev/null
-left=$(by_label network)
-[ -n "$left" ] && docker network rm $left >/dev/null
-left=$(by_label volume)
-[ -n "$left" ] && docker volume rm $left >/dev/null
+mapfile -t left < <(by_label container -a)
+[ ${#left[@]} -eq 0 ] || docker rm -f -v "${left[@]}" >/dev/null
+mapfile -t left < <(by_label network)
+[ ${#left[@]} -eq 0 ] || docker network rm "${left[@]}" >/dev/null
+mapfile -t left < <(by_label volume)
+[ ${#left[@]} -eq 0 ] || docker volume rm "${left[@]}" >/dev/null
 
 if [ "$remove_images" = 1 ]; then
   # the images built on the base first, then the base (a parent cannot go before its children)
   for repo in minik8s/minik8s minik8s/debian-base; do
-    imgs=$(docker image ls -q --filter label=io.minik8s.build=deploy "$repo" | sort -u)
-    [ -n "$imgs" ] && { docker image rm -f $imgs >/dev/null || true; }
+    mapfile -t imgs < <(docker image ls -q --filter label=io.minik8s.build=deploy "$repo" | sort -u)
+    [ ${#imgs[@]} -eq 0 ] || docker image rm -f "${imgs[@]}" >/dev/null || true
   done
   rm -rf deploy/.wheels
   echo "compose-down: removed the images of deploy/build.sh"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make up`: a minik8s cluster in containers (deploy/docker-compose.yml):
-# etcd, apiserver, scheduler, controller-manager x3 each, and two worker nodes with
-# their own Docker engines. Installs what is missing, builds the image (cached),
+# etcd, apiserver, scheduler, controller-manager x3 each, two worker nodes with
+# their own Docker engines, Prometheus, Alertmanager and the dashboard. Installs what is missing, builds the image (cached),
 # starts the project `minik8s`, waits until every container is healthy and both
 # nodes are Ready, loads the pod images into the nodes, writes the minictl config,
 # makes the cluster's PKI (.work/compose/<project>/pki; TLS and RBAC are on),
@@ -9,8 +9,10 @@
 # through 127.0.0.1. Safe to run again (it converges). Stop it: scripts/compose-down.sh.
 #
 # Environment: MINIK8S_COMPOSE_TIMEOUT (seconds to wait for health, default 180),
-# MINIK8S_COMPOSE_SUBNET, MINIK8S_APISERVER_PORT_{0,1,2}, MINIK8S_NODEPORT_{0,1}
-# (defaults: a free one of 172.28-31.0.0/16; 16443-16445; 30080, 30081),
+# MINIK8S_COMPOSE_SUBNET, MINIK8S_APISERVER_PORT_{0,1,2}, MINIK8S_NODEPORT_{0,1},
+# MINIK8S_PROMETHEUS_PORT, MINIK8S_ALERTMANAGER_PORT, MINIK8S_DASHBOARD_PORT (defaults:
+# a free one of 172.28-31.0.0/16; 16443-16445; 30080, 30081; 9090, 9093, 8001; a port
+# that is taken is replaced by a free one),
 # MINIK8S_COMPOSE_NO_DEMO=1 (skip the demo), MINIK8S_CONFIG (where minictl's config goes),
 # MINIK8S_COMPOSE_PROJECT (default minik8s; the tests use their own, beside yours).
 set -euo pipefail
@@ -57,6 +59,10 @@ echo "image $MINIK8S_IMAGE (${build_secs}s)"
 # ------------------------------------------------------------------ subnet and ports
 # Reuse the choices of a running project; otherwise pick a subnet that touches no
 # route, local address, resolver or Docker network here, and free ports on 127.0.0.1.
+# One project at a time from here until its containers hold their ports and network,
+# so two projects coming up together cannot pick the same free ones.
+exec 8>"${TMPDIR:-/tmp}/minik8s-compose-up.lock"
+flock 8
 mkdir -p "$STATE"
 running=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | head -n 1)
 if [ -n "$running" ] && [ -f "$STATE/env" ]; then
@@ -112,12 +118,17 @@ else:
     else:
         sys.exit("compose-up: no free subnet for the compose network (set MINIK8S_COMPOSE_SUBNET)")
 print(f"MINIK8S_COMPOSE_SUBNET={subnet}")
-# containers take addresses from the first half; the nodes have fixed ones in the second
-# (their kubelets' serving certificates name them)
+# containers take addresses from the first half; the nodes and masters have fixed ones
+# in the second (the kubelets' serving certificates name them; a master restarted while
+# another is cut off or stopped must not take its address)
 lower, upper = ipaddress.ip_network(subnet).subnets(prefixlen_diff=1)
 print(f"MINIK8S_COMPOSE_IP_RANGE={lower}")
 for i in range(2):
     print(f"MINIK8S_NODE_IP_{i}={upper.network_address + 10 + i}")
+for base, role in ((20, "ETCD"), (30, "APISERVER"), (40, "SCHEDULER"),
+                   (50, "CONTROLLER_MANAGER")):
+    for i in range(3):
+        print(f"MINIK8S_IP_{role}_{i}={upper.network_address + base + i}")
 
 def port_free(port):
     with socket.socket() as s:
@@ -135,7 +146,8 @@ def any_free():
 
 defaults = {"MINIK8S_APISERVER_PORT_0": 16443, "MINIK8S_APISERVER_PORT_1": 16444,
             "MINIK8S_APISERVER_PORT_2": 16445, "MINIK8S_NODEPORT_0": 30080,
-            "MINIK8S_NODEPORT_1": 30081}
+            "MINIK8S_NODEPORT_1": 30081, "MINIK8S_PROMETHEUS_PORT": 9090,
+            "MINIK8S_ALERTMANAGER_PORT": 9093, "MINIK8S_DASHBOARD_PORT": 8001}
 for var, default in defaults.items():
     if os.environ.get(var):          # chosen by the user, or by a run whose project still exists
         port = int(os.environ[var])
@@ -159,6 +171,7 @@ export MINIK8S_PKI=$PWD/$STATE/pki
 "$bin/python" -m minik8s.composepki "$MINIK8S_PKI" "$MINIK8S_NODE_IP_0" "$MINIK8S_NODE_IP_1"
 echo "PKI in $MINIK8S_PKI"
 echo "network $MINIK8S_COMPOSE_SUBNET; apiservers 127.0.0.1:$MINIK8S_APISERVER_PORT_0,$MINIK8S_APISERVER_PORT_1,$MINIK8S_APISERVER_PORT_2; NodePort 30080 on 127.0.0.1:$MINIK8S_NODEPORT_0 (node-0) and 127.0.0.1:$MINIK8S_NODEPORT_1 (node-1)"
+echo "Prometheus 127.0.0.1:$MINIK8S_PROMETHEUS_PORT, Alertmanager 127.0.0.1:$MINIK8S_ALERTMANAGER_PORT, dashboard 127.0.0.1:$MINIK8S_DASHBOARD_PORT"
 
 # ------------------------------------------------------------------ up
 say "${compose[*]} up -d"
@@ -168,6 +181,7 @@ if ! timeout "$TIMEOUT" "${compose[@]}" up -d --remove-orphans; then
   "${compose[@]}" logs --tail 30 >&2 || true
   die "\`${compose[*]} up -d\` failed (logs above); stop with scripts/compose-down.sh"
 fi
+flock -u 8
 
 # Every container running and healthy, within TIMEOUT (one `docker inspect` a round:
 # docker-compose itself is slow to start).
@@ -302,6 +316,10 @@ Use it from this shell:
   $bin/minictl get pods -A -o wide
   $bin/minictl logs <pod>; $bin/minictl exec <pod> -- sh
   curl http://127.0.0.1:$MINIK8S_NODEPORT_0/
+Monitoring (docs/monitoring.md):
+  dashboard     http://127.0.0.1:$MINIK8S_DASHBOARD_PORT/
+  Prometheus    http://127.0.0.1:$MINIK8S_PROMETHEUS_PORT/   (also /classic/targets, /classic/alerts)
+  Alertmanager  http://127.0.0.1:$MINIK8S_ALERTMANAGER_PORT/api/v2/alerts   (an API: no web UI)
 Containers: ${compose[*]} ps | logs <service>
 Stop it (removes its containers, network and volumes): scripts/compose-down.sh   (make down)
 MSG

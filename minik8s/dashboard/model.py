@@ -239,8 +239,7 @@ def _counts(obj: Any) -> tuple[int, int, int, int]:
 def rollout_state(obj: Any) -> tuple[str, str]:
     """(state, the line `rollout status` prints) of a Deployment, StatefulSet or DaemonSet."""
     try:
-        message, done = (daemonset_status(obj) if isinstance(obj, t.DaemonSet)
-                         else rollout.status_of(obj))
+        message, done = rollout.status_of(obj)
     except rollout.RolloutFailed as exc:
         return "failed", str(exc)
     except rollout.NoRolloutStatus as exc:
@@ -248,21 +247,6 @@ def rollout_state(obj: Any) -> tuple[str, str]:
     if isinstance(obj, t.Deployment) and obj.spec.paused:
         return "paused", message
     return ("complete" if done else "progressing"), message
-
-
-def daemonset_status(ds: t.DaemonSet) -> tuple[str, bool]:
-    """kubectl rollout status' line for a DaemonSet, and whether the rollout is done."""
-    st, name = ds.status, ds.metadata.name
-    if ds.metadata.generation > st.observed_generation:
-        return "Waiting for daemon set spec update to be observed...", False
-    waiting = f'Waiting for daemon set "{name}" rollout to finish: '
-    if st.updated_number_scheduled < st.desired_number_scheduled:
-        return (f"{waiting}{st.updated_number_scheduled} out of {st.desired_number_scheduled} "
-                "new pods have been updated..."), False
-    if st.number_available < st.desired_number_scheduled:
-        return (f"{waiting}{st.number_available} of {st.desired_number_scheduled} updated pods "
-                "are available..."), False
-    return f'daemon set "{name}" successfully rolled out', True
 
 
 # ---------------------------------------------------------------- services

@@ -1,11 +1,20 @@
-"""What the chaos tests share: how hard they push, and the cluster with its restart counter."""
+"""What the chaos tests share: how hard they push, and the cluster they push.
+
+The harness, the faults and the invariants see the cluster as a `Target`:
+its apiservers, its processes by name (etcd-0, apiserver-1, scheduler-2,
+controller-manager-0, node-1, ...) and what can be done to them. A
+process-mode cluster (tests/chaos/process_target.py) and a compose project
+(tests/chaos/compose_target.py) are the two kinds.
+"""
 from __future__ import annotations
 
-import threading
+import signal
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from minik8s.localcluster import LocalCluster
+MASTER_ROLES = ("etcd", "apiserver", "scheduler", "controller-manager")
+LEADER_ROLES = ("scheduler", "controller-manager")   # leader-elected: exit when deposed
 
 
 @dataclass(frozen=True)
@@ -33,45 +42,99 @@ FULL = ChaosConfig(full=True, iterations=5, clients=3, ops_per_client=6, round_s
                    deployments_per_client=1, monkey_seconds=60)
 
 
-class ProcWatch:
-    """Counts restarts of the cluster's processes by sampling their PIDs.
+@dataclass(frozen=True)
+class PodContainer:
+    """A container of a pod, as the Docker engine of its node shows it."""
 
-    The supervisor starts an exited supervised process again after about a
-    second; a process that keeps exiting shows as a growing count.
-    """
+    id: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    running: bool = False
 
-    def __init__(self, cluster: LocalCluster, interval: float = 0.1) -> None:
-        self.cluster = cluster
-        self.interval = interval
-        self.restarts: Counter[str] = Counter()
-        self._pids = {name: p.pid for name, p in cluster.procs.items()}
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="procwatch", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
+class Restarts(Protocol):
+    """Counts restarts of the target's processes while a test runs."""
 
-    def sample(self) -> None:
-        with self._lock:
-            for name, proc in self.cluster.procs.items():
-                if proc.pid and proc.pid != self._pids.get(name):
-                    self.restarts[name] += 1
-                    self._pids[name] = proc.pid
+    def snapshot(self) -> Counter[str]: ...
 
-    def snapshot(self) -> Counter[str]:
-        self.sample()
-        with self._lock:
-            return Counter(self.restarts)
+    def stop(self) -> None: ...
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+
+class Target(Protocol):
+    """A cluster under test. Its methods block (but http_get): from async code, call them
+    in a thread."""
+
+    kind: str        # "process" or "compose"
+    servers: list[str]
+    cluster_label: str   # the value of the io.minik8s.cluster label on its pods' containers
+    stop_verb: str       # how stop takes a process down, for the results
+    node_loss: str       # how lose_node takes a node out, for the results
+    node_loss_restarts: bool   # whether restore_node starts the node's processes anew
+    can_partition: bool
+
+    def members(self, role: str) -> list[str]:
+        """Its processes of a role (etcd, apiserver, scheduler, controller-manager, kubelet)."""
+
+    def alive(self, name: str) -> bool: ...
+
+    def pid(self, name: str) -> int:
+        """The (host) PID of its main process; 0 while it is not running."""
+
+    def holder(self, identity: str) -> str | None:
+        """The process holding a lease as identity (host_pid_random), if it still runs."""
+
+    def kill(self, name: str) -> None:
+        """SIGKILL its main process; a supervised one is started again, as after a crash."""
+
+    def signal(self, name: str, sig: signal.Signals) -> None: ...
+
+    def supervised(self, name: str) -> bool:
+        """Whether something starts it again when it exits."""
+
+    def stop(self, name: str) -> None:
+        """Take it down and keep it down (until restart)."""
+
+    def restart(self, name: str) -> None:
+        """Start again what stop (or kill, if unsupervised) took down."""
+
+    def wait_ready(self, timeout: float, names: list[str] | None = None) -> None:
+        """Until every process (or those named) runs and is ready; ClusterError if not."""
+
+    def apiserver_metrics(self) -> dict[str, str]:
+        """apiserver name -> what its /metrics serves, for each one that answers
+        (a partition leaves that answering)."""
+
+    def watch_restarts(self) -> Restarts: ...
+
+    def partition(self, names: list[str]) -> None:
+        """Cut these processes off the network: from each other and everything else
+        (but the test reading an apiserver's metrics)."""
+
+    def heal(self) -> None:
+        """Undo partition; nothing else."""
+
+    def lose_node(self, node: str) -> None:
+        """Take a node out so that nobody brings it back (see node_loss)."""
+
+    def restore_node(self, node: str) -> None: ...
+
+    def pod_containers(self, node: str, namespace: str, *, all: bool = False) \
+            -> list[PodContainer]:
+        """The containers of a namespace's pods on a node (the running ones unless all)."""
+
+    def kill_container(self, node: str, container: str) -> None:
+        """`docker kill` a container of a node's engine, behind its kubelet's back."""
+
+    async def http_get(self, ip: str, port: int) -> str | None:
+        """GET / of a ClusterIP from where the cluster's proxy serves it; None if it failed."""
+
+
+def master(index: int) -> list[str]:
+    """The processes of master i: etcd-i, apiserver-i, scheduler-i, controller-manager-i."""
+    return [f"{role}-{index}" for role in MASTER_ROLES]
 
 
 @dataclass
 class Chaos:
-    cluster: LocalCluster
-    procs: ProcWatch
+    target: Target
+    restarts: Restarts

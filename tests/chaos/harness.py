@@ -5,6 +5,9 @@
         for i in range(iterations):
             await sc.iteration(i, faults.kill_leader("scheduler"))
 
+The cluster is a Target (base.py): processes on this machine, or a compose
+project; the scenario's results say which.
+
 An iteration starts a workload round, waits for its first acknowledged write,
 injects the fault (which measures its own failover and heals itself), ends
 the round, then waits for convergence (the recovery time is measured from
@@ -21,9 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minik8s.client import ApiClient
-from minik8s.localcluster import LocalCluster
 from tests.chaos import invariants as inv
-from tests.chaos.base import Chaos, ChaosConfig
+from tests.chaos.base import Chaos, ChaosConfig, Target
 from tests.chaos.observer import Observer
 from tests.chaos.results import Results, Sample, ScenarioResult
 from tests.chaos.workload import Workload
@@ -31,6 +33,11 @@ from tests.integration.helpers import eventually
 
 Check = Callable[[], Awaitable[list[str]]]
 SLOW_RECOVERY = 15.0   # a recovery slower than this records what it waited for
+
+
+async def sleep_until(at: float) -> None:
+    """Hold a fault until a moment (a fixed hold, not a stand-in for a condition)."""
+    await asyncio.sleep(max(0.0, at - time.monotonic()))
 
 
 @dataclass
@@ -45,8 +52,8 @@ class Iteration:
     problems: list[str] = field(default_factory=list)
 
     @property
-    def cluster(self) -> LocalCluster:
-        return self.sc.cluster
+    def target(self) -> Target:
+        return self.sc.target
 
     @property
     def api(self) -> ApiClient:
@@ -63,9 +70,30 @@ class Iteration:
     async def kill(self, name: str) -> float:
         """SIGKILL one of the cluster's processes; the moment it was sent."""
         at = time.monotonic()
-        await asyncio.to_thread(self.cluster.kill, name)
+        await asyncio.to_thread(self.target.kill, name)
         self.kills[name] += 1   # started again: by the supervisor, or by the fault
         return at
+
+    async def stop(self, name: str) -> float:
+        """Take a process down for good (until restart); the moment it was."""
+        at = time.monotonic()
+        await asyncio.to_thread(self.target.stop, name)
+        self.kills[name] += 1   # started again by the fault
+        return at
+
+    async def restart(self, name: str) -> None:
+        await asyncio.to_thread(self.target.restart, name)
+
+    async def bring_back(self, name: str, killed_at: float, hold: float) -> None:
+        """After kill: a process nobody restarts is started again `hold` after the kill,
+        and that heals the fault; one its supervisor restarts healed with the kill."""
+        if self.target.supervised(name):
+            self.healed_at = killed_at
+        else:
+            await sleep_until(killed_at + hold)
+            await self.restart(name)
+            self.healed()
+        await asyncio.to_thread(self.target.wait_ready, 60, [name])
 
     def failover(self, fault: str, seconds: float | None, **detail: Any) -> None:
         self.faults += 1
@@ -81,17 +109,17 @@ Fault = Callable[[Iteration], Awaitable[None]]
 class Scenario:
     def __init__(self, chaos: Chaos, cfg: ChaosConfig, results: Results, api: ApiClient,
                  namespace: str, name: str, title: str) -> None:
-        self.cluster = chaos.cluster
-        self.procs = chaos.procs
+        self.target = chaos.target
+        self.restarts = chaos.restarts
         self.cfg = cfg
         self.results = results
         self.api = api
         self.namespace = namespace
-        self.result = ScenarioResult(name, title)
-        self.wl = Workload(self.cluster.servers, namespace, clients=cfg.clients,
+        self.result = ScenarioResult(name, title, cluster=self.target.kind)
+        self.wl = Workload(self.target.servers, namespace, clients=cfg.clients,
                            ops_per_client=cfg.ops_per_client,
                            deployments_per_client=cfg.deployments_per_client)
-        self.observer = Observer(self.cluster.servers, namespace, self.wl.max_replicas,
+        self.observer = Observer(self.target.servers, namespace, self.wl.max_replicas,
                                  stall_after=cfg.stall_after)
         self._started = 0.0
         self._restarts_at_start: Counter[str] = Counter()
@@ -99,9 +127,9 @@ class Scenario:
 
     async def __aenter__(self) -> Scenario:
         self._started = time.monotonic()
-        self._restarts_at_start = self.procs.snapshot()
+        self._restarts_at_start = self.restarts.snapshot()
         await self.observer.__aenter__()
-        print(f"\n[{self.result.name}] namespace {self.namespace}, workload seed {self.wl.seed}")
+        print(f"\n[{self.result.name} {self.target.kind}] namespace {self.namespace}, workload seed {self.wl.seed}")
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -113,7 +141,7 @@ class Scenario:
             self.result.acknowledged_writes = len(self.wl.log)
             self.result.unacknowledged_writes = self.wl.unacknowledged
             self.result.retried_errors = dict(self.wl.retried)
-            restarts = self.procs.snapshot() - self._restarts_at_start
+            restarts = self.restarts.snapshot() - self._restarts_at_start
             self.result.restarts = dict(sorted(restarts.items()))
             self.result.watch = {"events": self.observer.events,
                                  "resumed": self.observer.resumes,
@@ -122,7 +150,7 @@ class Scenario:
             self.result.duration_s = round(time.monotonic() - self._started, 1)
             self.result.passed = exc_type is None and not self.result.violations
             self.results.record(self.result)
-            print(f"[{self.result.name}] {self.result.iterations} iterations in "
+            print(f"[{self.result.name} {self.target.kind}] {self.result.iterations} iterations in "
                   f"{self.result.duration_s}s; samples: "
                   + "; ".join(f"{s.fault}: failover {s.failover_s}s recovery {s.recovery_s}s"
                               for s in self.result.samples))
@@ -133,14 +161,14 @@ class Scenario:
         """Deployments of the scenario's own (written by "main" only), running before any fault."""
         for name, replicas in deployments.items():
             assert await self.wl.create_deployment(name, replicas), self.wl.unexpected
-        await inv.wait_converged(self.api, self.wl, self.cfg.converge_timeout)
+        await inv.wait_converged(self.api, self.wl, self.target, self.cfg.converge_timeout)
 
     async def iteration(self, index: int, fault: Fault, *, seconds: float | None = None,
                         ops_per_client: int | None = None,
                         pace: tuple[float, float] = (0.3, 1.0)) -> Iteration:
         it = Iteration(self, index)
-        restarts = self.procs.snapshot()
-        fenced = inv.fenced_writes(self.cluster)
+        restarts = self.restarts.snapshot()
+        fenced = await asyncio.to_thread(inv.fenced_writes, self.target)
         acked = len(self.wl.log)
         if ops_per_client is not None:
             self.wl.ops_per_client = ops_per_client
@@ -158,7 +186,8 @@ class Scenario:
         recovery: float | None = None
         blocking: list[str] = []
         try:
-            recovery = await inv.wait_converged(self.api, self.wl, self.cfg.converge_timeout,
+            recovery = await inv.wait_converged(self.api, self.wl, self.target,
+                                                self.cfg.converge_timeout,
                                                 since=it.healed_at, blocking=blocking)
             if recovery > SLOW_RECOVERY and it.failovers:  # say what it waited for
                 it.failovers[-1][2].update(workload_done_after_heal_s=round(tail, 2),
@@ -168,17 +197,17 @@ class Scenario:
         else:
             for check in it.checks:
                 problems += await check()
-        down = await inv.all_up(self.cluster)
+        down = await inv.all_up(self.target)
         problems += down
         fatal = recovery is None or bool(down)   # the next iteration would prove nothing
-        problems += inv.crash_loops(restarts, self.procs.snapshot(), it.kills, it.faults)
+        problems += inv.crash_loops(restarts, self.restarts.snapshot(), it.kills, it.faults)
         problems += self.wl.unexpected
         self.wl.unexpected.clear()
         if not self.observer.alive:
             problems.append("the pod observer stopped")
         problems += self.observer.violations[self._observer_seen:]
         self._observer_seen = len(self.observer.violations)
-        delta = inv.fenced_delta(fenced, inv.fenced_writes(self.cluster))
+        delta = inv.fenced_delta(fenced, await asyncio.to_thread(inv.fenced_writes, self.target))
         self.result.fenced_rejected += inv.rejected(delta)
 
         for n, (name, failover, detail) in enumerate(it.failovers):

@@ -20,15 +20,17 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from minik8s import errors
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
-from minik8s.localcluster import ClusterError, LocalCluster
+from minik8s.localcluster import ClusterError
+from tests.chaos.base import LEADER_ROLES, Target
 from tests.chaos.workload import ABSENT, REV, State, Workload
-from tests.integration.helpers import scrape
-from tests.integration.net_helpers import http_get
 
-LEADER_ROLES = ("scheduler", "controller-manager")
+# apiserver -> (lease, holder, verb, result) -> count
+Fenced = dict[str, Counter[tuple[str, str, str, str]]]
 
 
 def is_ready(pod: t.Pod) -> bool:
@@ -52,8 +54,12 @@ async def _state(api: ApiClient, kind: str, name: str, namespace: str) -> tuple[
     return State(True), obj
 
 
-async def unmet(api: ApiClient, wl: Workload, *, traffic: bool = True) -> list[str]:
-    """What is not (yet) as the workload's acknowledged writes say; [] once converged."""
+async def unmet(api: ApiClient, wl: Workload, target: Target | None = None) -> list[str]:
+    """What is not (yet) as the workload's acknowledged writes say; [] once converged.
+
+    With a target, each Service must also answer on its ClusterIP (asked where the
+    target's proxy serves it) once the API says all is done.
+    """
     ns = wl.namespace
     out: list[str] = []
     pods, _ = await api.list("Pod", ns)
@@ -88,18 +94,18 @@ async def unmet(api: ApiClient, wl: Workload, *, traffic: bool = True) -> list[s
         elif state.exists and expected_pods.get(svc.name, (0, ""))[0] > 0:
             names = {p.metadata.name for p in pods if p.metadata.labels.get("app") == svc.name}
             answering.append((svc.name, obj.spec.cluster_ip, names))
-    if out or not traffic:
+    if out or target is None:
         return out
-    for name, ip, names in answering:  # the data plane too, once the API says all is done
+    for name, ip, names in answering:
         for _ in range(2):
-            answer = await http_get(ip, 80, timeout=1.0)
+            answer = await target.http_get(ip, 80)
             if answer not in names:
                 out.append(f"Service {name} ({ip}:80) answered {answer!r}, not one of {names}")
                 break
     return out
 
 
-async def wait_converged(api: ApiClient, wl: Workload, timeout: float,
+async def wait_converged(api: ApiClient, wl: Workload, target: Target, timeout: float,
                          since: float | None = None,
                          blocking: list[str] | None = None) -> float:
     """Wait until unmet() is empty; seconds from `since` (default: now) until it was.
@@ -112,7 +118,7 @@ async def wait_converged(api: ApiClient, wl: Workload, timeout: float,
     last: list[str] = []
     while True:
         try:
-            now = await unmet(api, wl)
+            now = await unmet(api, wl, target)
         except errors.ApiError as err:
             now = [f"API: {type(err).__name__}: {err.message}"]
         if not now:
@@ -128,14 +134,13 @@ async def wait_converged(api: ApiClient, wl: Workload, timeout: float,
 # ---------------------------------------------------------------- processes
 
 
-async def all_up(cluster: LocalCluster, timeout: float = 30.0) -> list[str]:
-    """Every process alive and ready; the problems found (none: [])."""
+async def all_up(target: Target, timeout: float = 30.0) -> list[str]:
+    """Every process running and ready; the problems found (none: [])."""
     try:
-        await asyncio.to_thread(cluster.wait_ready, timeout)
+        await asyncio.to_thread(target.wait_ready, timeout)
     except ClusterError as err:
         return [f"process not up: {err}"]
-    dead = [p.name for p in cluster.procs.values() if not p.alive]
-    return [f"process not running: {', '.join(dead)}"] if dead else []
+    return []
 
 
 def crash_loops(before: Mapping[str, int], after: Mapping[str, int],
@@ -160,27 +165,21 @@ def crash_loops(before: Mapping[str, int], after: Mapping[str, int],
 # ---------------------------------------------------------------- fencing
 
 
-def fenced_writes(cluster: LocalCluster) -> dict[str, Counter[tuple[str, str, str, str]]]:
-    """apiserver -> (lease, holder, verb, result) -> count, from each running apiserver."""
-    out: dict[str, Counter[tuple[str, str, str, str]]] = {}
-    for proc in cluster.role("apiserver"):
-        if not proc.alive:
-            continue
+def fenced_writes(target: Target) -> Fenced:
+    """The fencing counters of each apiserver that answers."""
+    out: Fenced = {}
+    for name, text in target.apiserver_metrics().items():
         counts: Counter[tuple[str, str, str, str]] = Counter()
-        try:
-            samples = scrape(f"http://{cluster.host}:{proc.ports['http']}/metrics")
-        except OSError:
-            continue
-        for name, labels, value in samples:
-            if name == "apiserver_fenced_writes_total":
-                counts[(labels["lease"], labels["holder"], labels["verb"],
-                        labels["result"])] += int(value)
-        out[proc.name] = counts
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "apiserver_fenced_writes_total":
+                    counts[(s.labels["lease"], s.labels["holder"], s.labels["verb"],
+                            s.labels["result"])] += int(s.value)
+        out[name] = counts
     return out
 
 
-def fenced_delta(before: Mapping[str, Counter], after: Mapping[str, Counter]) \
-        -> Counter[tuple[str, str, str, str]]:
+def fenced_delta(before: Fenced, after: Fenced) -> Counter[tuple[str, str, str, str]]:
     """What the counters grew by (an apiserver restarted in between counts from zero)."""
     total: Counter[tuple[str, str, str, str]] = Counter()
     for name, now in after.items():

@@ -24,6 +24,7 @@ class Sample:
 class ScenarioResult:
     name: str
     title: str
+    cluster: str = "process"      # the kind of cluster it ran on: process or compose
     iterations: int = 0
     samples: list[Sample] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -38,9 +39,10 @@ class ScenarioResult:
 
 
 class Results:
-    """The JSON file: {"mode", "machine", "runs": {scenario name: ScenarioResult}}."""
+    """The JSON file: {"mode", "command", "started", "finished", "machine",
+    "scenarios": {"<cluster>/<scenario name>": ScenarioResult}}."""
 
-    def __init__(self, path: Path, mode: str) -> None:
+    def __init__(self, path: Path, mode: str, command: str) -> None:
         self.path = path
         self.mode = mode
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,9 +52,10 @@ class Results:
             self.data = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                          "machine": _machine(), "scenarios": {}}
         self.data["mode"] = mode
+        self.data["command"] = command
 
     def record(self, result: ScenarioResult) -> None:
-        self.data["scenarios"][result.name] = asdict(result)
+        self.data["scenarios"][f"{result.cluster}/{result.name}"] = asdict(result)
         self.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         self.path.write_text(json.dumps(self.data, indent=2))
 

@@ -206,15 +206,20 @@ class Workload:
                                   tracked.acked.replicas if replicas is None else replicas, rev)
 
     async def _delete(self, tracked: Tracked, client: str) -> bool:
+        """Read it first: nobody else deletes it, so it must be there until a delete of
+        ours is sent (NotFound then is a finding). Once one is sent, NotFound means a
+        delete whose answer was lost did it: an earlier attempt, or the ApiClient's own
+        resend on another apiserver after a transport failure."""
         api = self.api(client)
+        seen = False
 
-        async def delete(n: int) -> None:
-            try:
+        async def delete(_n: int) -> None:
+            nonlocal seen
+            if not seen:
+                await api.get(tracked.kind, tracked.name, self.namespace)
+                seen = True
+            with contextlib.suppress(errors.NotFound):
                 await api.delete(tracked.kind, tracked.name, self.namespace)
-            except errors.NotFound:
-                if n == 0:  # nobody else deletes it: it should have been there
-                    raise
-                # an earlier attempt whose answer was lost did it
         return await self._write(tracked, "delete", client, ABSENT, delete)
 
     async def delete_deployment(self, name: str, client: str = "main") -> bool:

@@ -1,22 +1,20 @@
 """The compose cluster (deploy/docker-compose.yml) end to end.
 
-These tests build the image, start 14 containers and break some of them
-(MINIK8S_SKIP_E2E=1 skips them). The module brings up a compose project of
-its own, `minik8s-e2e` (MINIK8S_E2E_PROJECT names another), with
-scripts/compose-up.sh (after a compose-down of that project, so it starts
-clean; a cluster of yours from `make up` is left alone) and removes it at the
-end. The cluster runs with TLS, client certificates and RBAC, as compose-up
-makes it. Traffic goes only to 127.0.0.1 (published ports) and, through
-minictl's logs/exec, to the project's own containers.
+These tests build the image, start the cluster's containers and break some
+of them (MINIK8S_SKIP_E2E=1 skips them). They run on the compose project of
+the e2e package, `minik8s-e2e` (conftest.py). Traffic goes only to 127.0.0.1
+(published ports) and, through minictl's logs/exec, to the project's own
+containers. The cluster runs with TLS, client certificates and RBAC, as
+compose-up makes it.
 """
 from __future__ import annotations
 
 import asyncio
 import os
 import stat
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +27,18 @@ from minik8s.pki import CertificateAuthority, Subject
 from tests.compose import (
     MINICTL,
     Compose,
-    compose_cluster,
     compose_down,
     eventually,
     run,
     state_dir,
 )
+from tests.e2e.conftest import PROJECT
+from tests.e2e.monitoring import AlertWatch, Monitoring, global_config, hold_for
 
 if os.environ.get("MINIK8S_SKIP_E2E") == "1":
     pytest.skip("MINIK8S_SKIP_E2E=1", allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(900)
-
-PROJECT = os.environ.get("MINIK8S_E2E_PROJECT") or "minik8s-e2e"
-
-
-@pytest.fixture(scope="module")
-def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
-    with compose_cluster(PROJECT, tmp_path_factory.mktemp("compose")) as cluster:
-        yield cluster
 
 
 def pods(c: Compose, selector: str = "app=hello") -> list[dict[str, Any]]:
@@ -205,34 +196,54 @@ def test_scheduler_leader_killed_another_leads_and_schedules(compose: Compose) -
 
 
 def test_node_stopped_goes_not_ready_and_pods_move(compose: Compose) -> None:
+    """Also: NodeNotReady fires in Alertmanager within its `for` plus one scrape and one
+    evaluation interval of the API showing the node NotReady, and resolves once it is back."""
     before = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(compose) if ready(p)}
     assert before, "no hello pods to move"
     on_node1 = [n for n in before.values() if n == "node-1"]
     victim, survivor = ("node-1", "node-0") if on_node1 else ("node-0", "node-1")
     container = compose.container(victim)
-    run("docker", "stop", "-t", "30", container, timeout=90)
-    try:
-        eventually(lambda: not node_ready(compose, victim), 60, f"{victim} goes NotReady")
+    intervals = global_config()
+    step = intervals["scrape_interval"] + intervals["evaluation_interval"]
+    fire_within = hold_for("NodeNotReady") + step
+    with AlertWatch(Monitoring(compose), "NodeNotReady", node=victim) as alert:
+        run("docker", "stop", "-t", "30", container, timeout=90)
+        try:
+            eventually(lambda: not node_ready(compose, victim), 60, f"{victim} goes NotReady",
+                       interval=0.5)
+            not_ready_at = time.monotonic()
 
-        def moved() -> bool:
-            now = [p for p in pods(compose) if ready(p)]
-            return len(now) == 3 and all(p["spec"]["nodeName"] == survivor for p in now)
-        eventually(moved, 120, f"the hello pods run again, all on {survivor}", interval=2)
-        current = {p["metadata"]["name"] for p in pods(compose) if ready(p)}
-        got = eventually(lambda: (a := answers(compose.nodeport(survivor), 6))
-                         and set(a) <= current and a, 30,
-                         f"the NodePort of {survivor} answers from the moved pods")
-        assert set(got) <= current
-    finally:
-        run("docker", "start", container, check=False)
-    eventually(lambda: node_ready(compose, victim), 120, f"{victim} comes back Ready", interval=2)
+            def moved() -> bool:
+                now = [p for p in pods(compose) if ready(p)]
+                return len(now) == 3 and all(p["spec"]["nodeName"] == survivor for p in now)
+            eventually(moved, 120, f"the hello pods run again, all on {survivor}", interval=2)
+            current = {p["metadata"]["name"] for p in pods(compose) if ready(p)}
+            got = eventually(lambda: (a := answers(compose.nodeport(survivor), 6))
+                             and set(a) <= current and a, 30,
+                             f"the NodePort of {survivor} answers from the moved pods")
+            assert set(got) <= current
+            eventually(lambda: alert.fired_at, not_ready_at + fire_within + 60 - time.monotonic(),
+                       f"NodeNotReady for {victim} in Alertmanager ({alert})", interval=0.5)
+        finally:
+            run("docker", "start", container, check=False)
+        eventually(lambda: node_ready(compose, victim), 120, f"{victim} comes back Ready",
+                   interval=0.5)
+        ready_at = time.monotonic()
+        eventually(lambda: alert.resolved_at, step + 60, f"NodeNotReady resolves ({alert})",
+                   interval=0.5)
+    assert alert.fired_at is not None and alert.resolved_at is not None
+    fired, resolved = alert.fired_at - not_ready_at, alert.resolved_at - ready_at
+    print(f"NodeNotReady ({victim}): fired {fired:.1f}s after NotReady (bound {fire_within:.0f}s), "
+          f"resolved {resolved:.1f}s after Ready (bound {step:.0f}s)")
+    assert 0 < fired <= fire_within, f"NodeNotReady fired {fired:.1f}s after NotReady"
+    assert 0 < resolved <= step, f"NodeNotReady resolved {resolved:.1f}s after Ready"
 
 
 def test_compose_down_leaves_nothing(compose: Compose) -> None:
     assert compose.labelled("container"), "the project should be running before compose-down"
-    proc = compose_down(PROJECT)
+    proc = compose_down(compose.project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert compose.labelled("container") == set()
     assert compose.labelled("network") == set()
     assert compose.labelled("volume") == set()
-    assert not state_dir(PROJECT).exists()
+    assert not state_dir(compose.project).exists()

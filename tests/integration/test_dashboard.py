@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,25 +22,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from minik8s.client import ApiClient
 from minik8s.localcluster import LocalCluster, free_port
 from minik8s.retry import retry_on_conflict
-from tests.integration.conftest import ROOT
+from tests.browser import artifacts, browser, severe_logs, text_of
 from tests.integration.helpers import eventually, scrape
 from tests.integration.kubelet_helpers import echo_deployment, web_service
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-# Headless as root on a container-like machine; and no traffic but to loopback.
-CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1700", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1")
-
 
 # ---------------------------------------------------------------- a stand-in Prometheus
 
@@ -93,12 +80,6 @@ def prometheus() -> Iterator[StandIn]:
 
 
 # ---------------------------------------------------------------- the dashboard process
-
-def artifacts() -> Path:
-    path = Path(os.environ.get("MINIK8S_ARTIFACTS") or ROOT / ".work" / "artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
 
 def get(url: str) -> tuple[int, str]:
     try:
@@ -168,26 +149,6 @@ async def test_health_metrics_and_chart_data(dashboard: Dashboard, prometheus: S
     assert any("apiserver_request_total" in q for q in prometheus.queries)
 
 
-def browser() -> webdriver.Chrome:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromium-driver are not installed "
-                    "(scripts/install-deps.sh installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    for arg in CHROMIUM_ARGS:
-        options.add_argument(arg)
-    return webdriver.Chrome(options=options,
-                            service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-
-
-def text_of(driver: webdriver.Chrome, element_id: str) -> str:
-    try:
-        return driver.find_element(By.ID, element_id).text
-    except StaleElementReferenceException:  # swapped for a new rendering meanwhile
-        return ""
-
-
 async def test_the_page_follows_a_scale_up_without_a_reload(
         dashboard: Dashboard, node_client: ApiClient, node_namespace: str) -> None:
     ns = node_namespace
@@ -224,7 +185,7 @@ async def test_the_page_follows_a_scale_up_without_a_reload(
                          timeout=30)
         assert "kube-controller-manager" in text_of(driver, "leaders")
         # no script error, no request the page's Content-Security-Policy refused
-        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        assert severe_logs(driver) == []
         driver.save_screenshot(str(artifacts() / "dashboard.png"))
     finally:
         driver.quit()

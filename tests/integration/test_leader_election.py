@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from minik8s.client import ApiClient
 from minik8s.leaderelection import ElectionConfig, LeaderElector, LeadershipLost
 from minik8s.localcluster import LocalCluster
 from tests.integration.helpers import eventually, pod
+from tests.integration.tcp_relay import HeldRelay
 
 
 def config(name: str, who: str) -> ElectionConfig:
@@ -91,3 +93,28 @@ async def test_renewal_survives_losing_its_apiserver(own_cluster: LocalCluster) 
         held = await client.get("Lease", lease, "kube-system")
         assert (held.spec.holder_identity, held.spec.lease_transitions) == ("a", token.transitions)
         renewing.cancel()
+
+
+async def test_renewal_survives_its_apiserver_going_silent(cluster: LocalCluster) -> None:
+    """An apiserver cut off by a partition does not refuse calls: they go unanswered.
+    The leader's next renewal must go to another apiserver in time."""
+    async with contextlib.AsyncExitStack() as stack:
+        relays = [await stack.enter_async_context(HeldRelay(s)) for s in cluster.servers[:2]]
+        client = await stack.enter_async_context(ApiClient([r.address for r in relays]))
+        lease = f"test-{uuid.uuid4().hex[:6]}"
+        elector = LeaderElector(client, config(lease, "a"))
+        token = await elector.acquire()
+        renewing = asyncio.create_task(elector.keep_renewing())
+        stack.callback(renewing.cancel)
+        next(r for r in relays if r.address == client.endpoint).hold()
+        reader = await stack.enter_async_context(ApiClient(cluster.servers))
+        before = (await reader.get("Lease", lease, "kube-system")).spec.renew_time.ToDatetime()
+
+        async def renewed_since_hold() -> bool:
+            now = await reader.get("Lease", lease, "kube-system")
+            return now.spec.renew_time.ToDatetime() > before
+        await eventually(renewed_since_hold, timeout=5)
+        await asyncio.sleep(3)  # longer than the lease: leadership must hold throughout
+        assert not renewing.done(), renewing
+        held = await reader.get("Lease", lease, "kube-system")
+        assert (held.spec.holder_identity, held.spec.lease_transitions) == ("a", token.transitions)

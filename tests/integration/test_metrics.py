@@ -196,7 +196,8 @@ async def test_kubelet_counts_its_running_pods_and_containers(
     async def counted() -> Scrape | None:
         """The kubelets' gauges once a housekeeping round has seen the workload: running
         pods as the API has them on each node, the web pods' containers running, the
-        crashing container's last run exited."""
+        crashing container's last run exited, and the round's stats calls timed (they
+        come after the counts)."""
         wanted = await _pods_by_node(node_client)
         found = await Scrape.of(node_cluster, "kubelet")
         pods_match = all(found.one("kubelet_running_pods", proc=node) == wanted[node]
@@ -204,7 +205,9 @@ async def test_kubelet_counts_its_running_pods_and_containers(
         web_seen = found.total("kubelet_running_containers", container_state="running") >= 2
         crash_seen = found.total("kubelet_running_containers", proc=crash_node,
                                  container_state="exited") >= 1
-        return found if pods_match and web_seen and crash_seen else None
+        stats_timed = found.total("kubelet_runtime_operations_duration_seconds_count",
+                                  operation_type="container_stats") > 0
+        return found if pods_match and web_seen and crash_seen and stats_timed else None
     found = await eventually(counted, timeout=60, interval=1)
 
     assert found.total("kubelet_running_pods") >= 3   # this test's pods at least
@@ -212,8 +215,6 @@ async def test_kubelet_counts_its_running_pods_and_containers(
         states = {s.labels["container_state"]: s.value
                   for s in found.find("kubelet_running_containers", proc=node)}
         assert set(states) == {"created", "running", "exited", "unknown"}
-    assert found.total("kubelet_runtime_operations_duration_seconds_count",
-                       operation_type="container_stats") > 0
 
 
 async def test_metric_families_have_the_types_alert_rules_expect(

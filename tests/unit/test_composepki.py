@@ -22,7 +22,8 @@ def test_each_service_gets_its_own_certificates_and_no_ca_key(tmp_path: Path) ->
     generate(root, NODE_IPS)
     services = {p.name for p in root.iterdir() if p.is_dir()}
     assert services == {"etcd-0", "etcd-1", "etcd-2", "apiserver-0", "apiserver-1",
-                        "apiserver-2", "scheduler", "controller-manager", "node-0", "node-1"}
+                        "apiserver-2", "scheduler", "controller-manager", "dashboard",
+                        "node-0", "node-1"}
     for path in root.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), path
@@ -37,6 +38,8 @@ def test_each_service_gets_its_own_certificates_and_no_ca_key(tmp_path: Path) ->
     assert sans(kubelet) == {"node-1", "localhost", "127.0.0.1", "172.28.128.11"}
     for name, user in (("proxy", "system:kube-proxy"), ("dns", "system:kube-dns")):
         assert pki.identity_of(pki.load_cert(root / "node-0" / f"{name}.crt"))[0] == user
+    dashboard = pki.load_cert(root / "dashboard" / "client.crt")
+    assert pki.identity_of(dashboard) == ("system:dashboard", ())
     admin = pki.load_cert(root / "admin.crt")
     assert pki.identity_of(admin) == ("minik8s-admin", ("system:masters",))
 
