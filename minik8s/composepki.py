@@ -13,6 +13,7 @@ DIR; each service gets a directory of its own, mounted read-only at
     dashboard/           client.crt/key, client.conf   system:dashboard (read-only: view)
     node-<i>/            kubelet.crt/key, kubelet.conf system:node:node-<i> (SANs node-<i>, its IP)
                          proxy.*, dns.*                system:kube-proxy, system:kube-dns
+    auth/tokens.csv      the apiservers' bearer tokens (mounted into each, read-only)
 
 Configs name their files relative to themselves, so they work wherever the
 directory is mounted. Issuing is idempotent (minik8s/pki.py): a run on an
@@ -60,6 +61,9 @@ def generate(root: Path, node_ips: list[str]) -> None:
         _client(ca, directory, "proxy", clusterpki.IDENTITIES["proxy"])
         _client(ca, directory, "dns", clusterpki.IDENTITIES["dns"])
     ca.issue("admin", clusterpki.ADMIN)
+    tokens = root / "auth" / "tokens.csv"   # the apiservers' token file (minik8s create-token)
+    if not tokens.exists():
+        pki.write_private(tokens, b"")
 
 
 def main(argv: list[str]) -> int:

@@ -13,15 +13,12 @@ of whoever runs the cluster) starts them again, as a real supervisor would.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import http.client
-import io
 import ipaddress
 import json
 import os
 import random
-import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +34,7 @@ from apiserver.etcd import EtcdTls
 from minik8s import clusterpki, config, netcheck, pki, podnet
 from minik8s.clusterpki import ClusterPki
 from minik8s.pki import CertFiles, Subject
+from minik8s.users import ClusterAccess, file_name
 
 STATE_FILE = "cluster.json"
 DAEMON = [sys.executable, "-m", "minik8s.cli.daemons"]
@@ -223,7 +221,7 @@ class LocalCluster:
         if self._pki is None:
             return ["--insecure"]
         subject = clusterpki.node_subject(node, [self.host])
-        files = self._pki.issue(_file_name(subject), subject)
+        files = self._pki.issue(file_name(subject), subject)
         return ["--tls-cert-file", str(files.cert), "--tls-private-key-file", str(files.key),
                 "--client-ca-file", str(self._pki.ca.cert_path)]
 
@@ -300,7 +298,7 @@ class LocalCluster:
                 subject = clusterpki.node_subject(proc.name, [self.host]) \
                     if proc.role == "kubelet" else clusterpki.IDENTITIES[proc.role]
                 self._pki.client_config(path, self.servers,
-                                        self._pki.issue(_file_name(subject), subject))
+                                        self._pki.issue(file_name(subject), subject))
             proc.config = str(path)
 
     def write_admin_config(self, path: Path) -> None:
@@ -310,37 +308,14 @@ class LocalCluster:
             return
         self._pki.client_config(path, self.servers, self._pki.issue("admin", clusterpki.ADMIN))
 
-    def issue_user(self, user: str, groups: tuple[str, ...] = ()) -> Path:
-        """A client config for a new user (certificate CN=user, O=groups)."""
-        if self._pki is None:
+    @property
+    def users(self) -> ClusterAccess:
+        """Adding users to this cluster: a certificate or a token, and a config."""
+        if self.insecure:
             raise ClusterError("an --insecure cluster has no users")
-        subject = Subject(user, groups)
-        path = self.workdir / "auth" / f"{_file_name(subject)}.conf"
-        return self._pki.client_config(path, self.servers,
-                                       self._pki.issue(_file_name(subject), subject))
-
-    def issue_token(self, user: str, groups: tuple[str, ...] = ()) -> Path:
-        """A new bearer token for user, added to the token file (the apiservers read
-        it again within a second), and a client config holding it and the token
-        ports: <workdir>/auth/<user>-token.conf. The token is written nowhere else."""
-        ca = self._ca_path()
-        token = secrets.token_urlsafe(32)
-        line = io.StringIO()
-        csv.writer(line, lineterminator="\n").writerow([token, user, user, ",".join(groups)])
-        existing = self.token_file.read_text() if self.token_file.exists() else ""
-        if existing and not existing.endswith("\n"):
-            existing += "\n"
-        pki.write_private(self.token_file, (existing + line.getvalue()).encode())
-        path = self.workdir / "auth" / f"{_file_name(Subject(user))}-token.conf"
-        config.write(path, self.token_servers, {config.CA: str(ca), config.TOKEN: token})
-        return path
-
-    def _ca_path(self) -> Path:
-        if self._pki is not None:
-            return self._pki.ca.cert_path
-        if self.pki_dir is not None and not self.insecure:
-            return self.pki_dir / f"{pki.CA_NAME}.crt"
-        raise ClusterError("an --insecure cluster has no users")
+        return ClusterAccess(ca_dir=self.pki_dir or self.workdir / "pki",
+                             auth_dir=self.workdir / "auth", token_file=self.token_file,
+                             servers=self.servers, token_servers=self.token_servers)
 
     def role(self, role: str) -> list[Proc]:
         return [p for p in self.procs.values() if p.role == role]
@@ -529,11 +504,6 @@ class LocalCluster:
                 proc.pid = 0
             cluster.procs[proc.name] = proc
         return cluster, state.get("supervisor", 0)
-
-
-def _file_name(subject: Subject) -> str:
-    """A file name for an identity: system:node:node-0 -> system-node-node-0."""
-    return subject.common_name.replace(":", "-").replace("/", "-")
 
 
 def cluster_name(workdir: Path) -> str:

@@ -9,10 +9,11 @@
 # through 127.0.0.1. Safe to run again (it converges). Stop it: scripts/compose-down.sh.
 #
 # Environment: MINIK8S_COMPOSE_TIMEOUT (seconds to wait for health, default 180),
-# MINIK8S_COMPOSE_SUBNET, MINIK8S_APISERVER_PORT_{0,1,2}, MINIK8S_NODEPORT_{0,1},
-# MINIK8S_PROMETHEUS_PORT, MINIK8S_ALERTMANAGER_PORT, MINIK8S_DASHBOARD_PORT (defaults:
-# a free one of 172.28-31.0.0/16; 16443-16445; 30080, 30081; 9090, 9093, 8001; a port
-# that is taken is replaced by a free one),
+# MINIK8S_COMPOSE_SUBNET, MINIK8S_APISERVER_PORT_{0,1,2}, MINIK8S_APISERVER_TOKEN_PORT_{0,1,2},
+# MINIK8S_NODEPORT_{0,1}, MINIK8S_PROMETHEUS_PORT, MINIK8S_ALERTMANAGER_PORT,
+# MINIK8S_DASHBOARD_PORT (defaults: a free one of 172.28-31.0.0/16; 16443-16445;
+# 16446-16448; 30080, 30081; 9090, 9093, 8001; a port that is taken is replaced by a
+# free one),
 # MINIK8S_COMPOSE_NO_DEMO=1 (skip the demo), MINIK8S_CONFIG (where minictl's config goes),
 # MINIK8S_COMPOSE_PROJECT (default minik8s; the tests use their own, beside yours).
 set -euo pipefail
@@ -145,7 +146,9 @@ def any_free():
         return s.getsockname()[1]
 
 defaults = {"MINIK8S_APISERVER_PORT_0": 16443, "MINIK8S_APISERVER_PORT_1": 16444,
-            "MINIK8S_APISERVER_PORT_2": 16445, "MINIK8S_NODEPORT_0": 30080,
+            "MINIK8S_APISERVER_PORT_2": 16445, "MINIK8S_APISERVER_TOKEN_PORT_0": 16446,
+            "MINIK8S_APISERVER_TOKEN_PORT_1": 16447, "MINIK8S_APISERVER_TOKEN_PORT_2": 16448,
+            "MINIK8S_NODEPORT_0": 30080,
             "MINIK8S_NODEPORT_1": 30081, "MINIK8S_PROMETHEUS_PORT": 9090,
             "MINIK8S_ALERTMANAGER_PORT": 9093, "MINIK8S_DASHBOARD_PORT": 8001}
 for var, default in defaults.items():
@@ -170,7 +173,7 @@ set +a
 export MINIK8S_PKI=$PWD/$STATE/pki
 "$bin/python" -m minik8s.composepki "$MINIK8S_PKI" "$MINIK8S_NODE_IP_0" "$MINIK8S_NODE_IP_1"
 echo "PKI in $MINIK8S_PKI"
-echo "network $MINIK8S_COMPOSE_SUBNET; apiservers 127.0.0.1:$MINIK8S_APISERVER_PORT_0,$MINIK8S_APISERVER_PORT_1,$MINIK8S_APISERVER_PORT_2; NodePort 30080 on 127.0.0.1:$MINIK8S_NODEPORT_0 (node-0) and 127.0.0.1:$MINIK8S_NODEPORT_1 (node-1)"
+echo "network $MINIK8S_COMPOSE_SUBNET; apiservers 127.0.0.1:$MINIK8S_APISERVER_PORT_0,$MINIK8S_APISERVER_PORT_1,$MINIK8S_APISERVER_PORT_2 (tokens: $MINIK8S_APISERVER_TOKEN_PORT_0,$MINIK8S_APISERVER_TOKEN_PORT_1,$MINIK8S_APISERVER_TOKEN_PORT_2); NodePort 30080 on 127.0.0.1:$MINIK8S_NODEPORT_0 (node-0) and 127.0.0.1:$MINIK8S_NODEPORT_1 (node-1)"
 echo "Prometheus 127.0.0.1:$MINIK8S_PROMETHEUS_PORT, Alertmanager 127.0.0.1:$MINIK8S_ALERTMANAGER_PORT, dashboard 127.0.0.1:$MINIK8S_DASHBOARD_PORT"
 
 # ------------------------------------------------------------------ up

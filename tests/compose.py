@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
 MINICTL = ROOT / ".venv" / "bin" / "minictl"
+MINIK8S = ROOT / ".venv" / "bin" / "minik8s"
 T = TypeVar("T")
 
 

@@ -20,6 +20,7 @@ from minik8s import config, netcheck, serving
 from minik8s.component import ComponentOptions, run_component
 from minik8s.leaderelection import ElectionConfig
 from minik8s.localcluster import ClusterError, LocalCluster
+from minik8s.users import ClusterAccess, UserError, compose_access
 
 
 @click.group(context_settings={"auto_envvar_prefix": "MINIK8S", "show_default": True})
@@ -388,18 +389,45 @@ def local_up(masters: int, nodes: int, workdir: Path, service_cidr: str, detach:
     click.echo("stopped")
 
 
-@main.command("create-token")
-@click.argument("user")
-@click.option("--group", "groups", multiple=True, help="a group of the user (repeatable)")
-@click.option("--workdir", default=".work/cluster", type=click.Path(path_type=Path),
-              help="the local-up cluster whose apiservers accept the token")
-def create_token(user: str, groups: tuple[str, ...], workdir: Path) -> None:
-    """Give USER a bearer token; print the path of a client config holding it."""
+def _user_options(command: Callable[..., None]) -> Callable[..., None]:
+    """USER, --group..., and which cluster: --workdir (local-up) or --compose PROJECT."""
+    for option in reversed([
+        click.argument("user"),
+        click.option("--group", "groups", multiple=True,
+                     help="a group of the user (repeatable)"),
+        click.option("--workdir", default=".work/cluster", type=click.Path(path_type=Path),
+                     help="the local-up cluster to add the user to"),
+        click.option("--compose", metavar="PROJECT",
+                     help="add the user to this compose project's cluster (make up: minik8s)"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _issue(issue: Callable[..., Path], user: str, groups: tuple[str, ...], workdir: Path,
+           compose: str | None) -> None:
     try:
-        cluster, _ = LocalCluster.load(workdir.resolve())
-        click.echo(cluster.issue_token(user, groups))
-    except ClusterError as exc:
+        access = (compose_access(Path(".work/compose") / compose) if compose
+                  else LocalCluster.load(workdir.resolve())[0].users)
+        click.echo(issue(access, user, groups))
+    except (ClusterError, UserError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command("create-user")
+@_user_options
+def create_user(user: str, groups: tuple[str, ...], workdir: Path, compose: str | None) -> None:
+    """Give USER a client certificate; print the path of a client config using it.
+    USER has no rights until a role is bound to it (docs/security.md)."""
+    _issue(ClusterAccess.issue_certificate, user, groups, workdir, compose)
+
+
+@main.command("create-token")
+@_user_options
+def create_token(user: str, groups: tuple[str, ...], workdir: Path, compose: str | None) -> None:
+    """Give USER a bearer token; print the path of a client config holding it.
+    USER has no rights until a role is bound to it (docs/security.md)."""
+    _issue(ClusterAccess.issue_token, user, groups, workdir, compose)
 
 
 def _detach(workdir: Path, masters: int, nodes: int, service_cidr: str, insecure: bool) -> None:

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from minik8s import config, errors
+from minik8s import errors
 from minik8s.client import ApiClient
 from minik8s.config import Credentials
-from minik8s.pki import CertificateAuthority, Subject
 from tests.compose import (
     MINICTL,
+    MINIK8S,
     Compose,
     compose_down,
     eventually,
@@ -123,7 +123,7 @@ def test_pods_on_two_nodes_reach_each_other_by_ip_and_by_service_name(compose: C
     assert seen in names
 
 
-def test_security_is_on(compose: Compose, tmp_path: Path) -> None:
+def test_security_is_on(compose: Compose) -> None:
     pki_dir = state_dir(PROJECT) / "pki"
     keys = [p for p in pki_dir.rglob("*") if p.is_file()]
     assert keys and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in keys)
@@ -136,15 +136,23 @@ def test_security_is_on(compose: Compose, tmp_path: Path) -> None:
     with pytest.raises(errors.Unavailable):
         asyncio.run(list_pods(Credentials(ca=ca_pem, token="not-a-certificate")))
 
-    # a user of the CA with no role binding is authenticated, then forbidden by RBAC
-    ca = CertificateAuthority.ensure(pki_dir)
-    files = CertificateAuthority(tmp_path, ca.cert, ca.key).issue("nobody", Subject("e2e-nobody"))
-    conf = tmp_path / "nobody.conf"
-    config.write(conf, compose.servers, {config.CA: str(pki_dir / "ca.crt"),
-                                         config.CERT: str(files.cert), config.KEY: str(files.key)})
-    proc = run(MINICTL, "get", "pods", env=dict(compose.env, MINIK8S_CONFIG=str(conf)),
-               check=False, timeout=60)
-    assert proc.returncode != 0 and 'User "e2e-nobody" cannot list' in proc.stderr, proc.stderr
+    # users added with `minik8s create-user` (a certificate) and `create-token` (on the
+    # token ports) are authenticated, then forbidden by RBAC until a role is bound
+    cert_user = Path(run(MINIK8S, "create-user", "e2e-cert", "--compose", PROJECT).stdout.strip())
+    token_user = Path(run(MINIK8S, "create-token", "e2e-token", "--compose",
+                          PROJECT).stdout.strip())
+    for user, conf in (("e2e-cert", cert_user), ("e2e-token", token_user)):
+        assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+        env = dict(compose.env, MINIK8S_CONFIG=str(conf))
+
+        def forbidden(env: dict[str, str] = env, user: str = user) -> bool:
+            proc = run(MINICTL, "get", "pods", env=env, check=False, timeout=60)
+            return proc.returncode != 0 and f'User "{user}" cannot list' in proc.stderr
+        eventually(forbidden, 30, f"{user} authenticated and forbidden")  # tokens: re-read
+    compose.minictl("apply", "-f", "-", stdin=EDIT_IN_DEFAULT.format(user="e2e-token"))
+    token_env = dict(compose.env, MINIK8S_CONFIG=str(token_user))
+    eventually(lambda: run(MINICTL, "get", "pods", env=token_env, check=False,
+                           timeout=60).returncode == 0, 30, "e2e-token may list after a binding")
 
     # etcd: TLS only, and only for clients with a certificate; health stays on plain :2381
     etcd = compose.container("etcd-0")
@@ -157,6 +165,14 @@ def test_security_is_on(compose: Compose, tmp_path: Path) -> None:
                                     "https://etcd-0:2379/health").stdout
     assert '"health":"true"' in run(*curl, "http://127.0.0.1:2381/health").stdout
     # the kubelet API (minictl exec and logs) is tested over TLS by the pod tests above
+
+
+EDIT_IN_DEFAULT = """apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {user}-edit, namespace: default}}
+subjects: [{{kind: User, name: {user}}}]
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}
+"""
 
 
 def lease_holder(c: Compose, name: str) -> str:

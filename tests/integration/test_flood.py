@@ -55,7 +55,7 @@ async def _reads_until(client: ApiClient, done: Callable[[], bool]) -> list[floa
 
 async def test_a_flood_of_bad_requests_leaves_others_served(cluster: LocalCluster) -> None:
     server, token_server = cluster.servers[0], cluster.token_servers[0]
-    mallory = cluster.issue_user("mallory")
+    mallory = cluster.users.issue_certificate("mallory")
     async with ApiClient([server]) as admin:
         await _reads(admin, 50)  # warm: connection, caches
         end = time.monotonic() + BASELINE_SECONDS

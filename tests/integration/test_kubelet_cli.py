@@ -103,7 +103,7 @@ async def test_kubelets_authorize_each_caller(node_cluster: LocalCluster, node_c
             await k_grpc.KubeletStub(anonymous).Stats(k.StatsRequest(), timeout=10)
     assert no_cert.value.code() == grpc.StatusCode.UNAVAILABLE
 
-    dana = config.credentials(node_cluster.issue_user("dana"))
+    dana = config.credentials(node_cluster.users.issue_certificate("dana"))
     async with KubeletClient(target, dana) as kubelet:
         with pytest.raises(errors.Forbidden) as refused:
             await kubelet.exec(ns, "guarded", ["true"])

@@ -12,8 +12,9 @@ import grpc
 import pytest
 from aetcd.rpc import rpc_pb2 as rpc
 from aetcd.rpc import rpc_pb2_grpc as rpc_grpc
+from cryptography import x509
 
-from minik8s import config, errors
+from minik8s import config, errors, pki
 from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ApiClient
 from minik8s.config import Credentials
@@ -120,6 +121,31 @@ async def test_create_token(cluster: LocalCluster) -> None:
         assert not review.allowed   # a token is an identity, not a grant
 
 
+async def test_create_user(cluster: LocalCluster) -> None:
+    made = subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", "create-user", "dave",
+                           "--group", "team-d", "--workdir", str(cluster.workdir)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
+    path = Path(made.stdout.strip())
+    assert path.stat().st_mode & 0o077 == 0
+    creds = config.credentials(path)
+    assert pki.identity_of(x509.load_pem_x509_certificate(creds.cert)) == ("dave", ("team-d",))
+    async with ApiClient(cluster.servers, credentials=creds) as dave:
+        review = await dave.access_review("list", "pods", "default")
+        assert (review.user, review.allowed) == ("dave", False)
+        with pytest.raises(errors.Forbidden, match='User "dave" cannot list resource "pods"'):
+            await dave.list("Pod", "default")
+
+
+def test_create_user_names_what_is_missing(tmp_path: Path) -> None:
+    made = subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", "create-user", "erin",
+                           "--compose", "no-such-project"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert made.returncode != 0
+    assert "no compose cluster in .work/compose/no-such-project" in made.stderr
+    assert "Traceback" not in made.stderr
+
+
 async def test_etcd_refuses_a_client_without_certificate(cluster: LocalCluster) -> None:
     ca = _ca().cert_path.read_bytes()
     endpoint = cluster.etcd_endpoints[0]
@@ -197,7 +223,7 @@ def _minictl(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_can_i(cluster: LocalCluster, team: tuple[str, str], tmp_path: Path) -> None:
     a, b = team
-    alice = cluster.issue_user("alice")
+    alice = cluster.users.issue_certificate("alice")
     assert _minictl(alice, "auth", "can-i", "create", "pods", "-n", a).stdout == "yes\n"
     refused = _minictl(alice, "auth", "can-i", "list", "pods", "-n", b)
     assert (refused.returncode, refused.stdout) == (1, "no\n")
