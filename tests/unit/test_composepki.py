@@ -22,7 +22,7 @@ def test_each_service_gets_its_own_certificates_and_no_ca_key(tmp_path: Path) ->
     generate(root, NODE_IPS)
     services = {p.name for p in root.iterdir() if p.is_dir()}
     assert services == {"etcd-0", "etcd-1", "etcd-2", "apiserver-0", "apiserver-1",
-                        "apiserver-2", "scheduler", "controller-manager", "dashboard",
+                        "apiserver-2", "scheduler", "controller-manager", "dashboard", "auth",
                         "node-0", "node-1"}
     for path in root.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
