@@ -338,7 +338,9 @@ def emit(obj: Message, action: str, dry_run: str, output: str | None) -> None:
         click.echo(name if output == "name" else f"{name} {action}{dry}")
 
 
-# ---------------------------------------------------------------- create deployment|namespace
+# ---------------------------------------------------------------- create deployment|namespace|rolebinding
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 @click.command("deployment")
 @click.argument("name")
@@ -384,6 +386,41 @@ def create_namespace(name: str, dry_run: str, output: str | None) -> None:
     """
     ns = t.Namespace(metadata=t.ObjectMeta(name=name))
     run(lambda client, _ns: create_object(client, ns, dry_run, output))
+
+
+@click.command("rolebinding")
+@click.argument("name")
+@click.option("--clusterrole", help="the ClusterRole to grant in the namespace")
+@click.option("--role", help="the Role (of the namespace) to grant")
+@click.option("--user", "users", multiple=True, help="a user to grant it to (repeatable)")
+@click.option("--group", "groups", multiple=True, help="a group to grant it to (repeatable)")
+@DRY_RUN
+@OUTPUT
+@api_options
+def create_rolebinding(name: str, clusterrole: str | None, role: str | None,
+                       users: tuple[str, ...], groups: tuple[str, ...], dry_run: str,
+                       output: str | None) -> None:
+    """Create a rolebinding NAME granting a Role or ClusterRole in a namespace.
+
+    \b
+    Examples:
+      minictl create rolebinding alice-edit --clusterrole edit --user alice -n team-a
+      minictl create rolebinding readers --role pod-reader --group team-a -n team-a
+    """
+    if (clusterrole is None) == (role is None):
+        raise click.UsageError("give exactly one of --clusterrole and --role")
+    if not users and not groups:
+        raise click.UsageError("give at least one --user or --group")
+
+    def work(client: ApiClient, namespace: str) -> Awaitable[int]:
+        binding = t.RoleBinding(
+            metadata=t.ObjectMeta(name=name, namespace=namespace),
+            role_ref=t.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole" if clusterrole else "Role",
+                               name=clusterrole or role or ""),
+            subjects=[t.Subject(kind=kind, api_group=RBAC_GROUP, name=who)
+                      for kind, names in (("User", users), ("Group", groups)) for who in names])
+        return create_object(client, binding, dry_run, output)
+    run(work)
 
 
 # ---------------------------------------------------------------- expose
@@ -746,5 +783,5 @@ def _alias(command: click.Command, name: str) -> click.Command:
 
 # the commands minictl adds to its own (create deployment|namespace go under `create`)
 COMMANDS = (expose, scale, rollout_group, set_group)
-CREATE_COMMANDS = (create_deployment, create_namespace, _alias(create_deployment, "deploy"),
-                   _alias(create_namespace, "ns"))
+CREATE_COMMANDS = (create_deployment, create_namespace, create_rolebinding,
+                   _alias(create_deployment, "deploy"), _alias(create_namespace, "ns"))

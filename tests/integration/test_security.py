@@ -20,7 +20,7 @@ from minik8s.client import ApiClient
 from minik8s.config import Credentials
 from minik8s.localcluster import LocalCluster
 from minik8s.pki import CertFiles, CertificateAuthority, Subject
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, minictl
 from tests.session_pki import session_pki
 
 MINICTL = [sys.executable, "-m", "minik8s.cli.minictl"]
@@ -121,7 +121,7 @@ async def test_create_token(cluster: LocalCluster) -> None:
         assert not review.allowed   # a token is an identity, not a grant
 
 
-async def test_create_user(cluster: LocalCluster) -> None:
+async def test_create_user(cluster: LocalCluster, cli_env: dict[str, str]) -> None:
     made = subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", "create-user", "dave",
                            "--group", "team-d", "--workdir", str(cluster.workdir)],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -135,6 +135,20 @@ async def test_create_user(cluster: LocalCluster) -> None:
         assert (review.user, review.allowed) == ("dave", False)
         with pytest.raises(errors.Forbidden, match='User "dave" cannot list resource "pods"'):
             await dave.list("Pod", "default")
+        bound = await minictl(cli_env, "create", "rolebinding", "dave-view", "--clusterrole",
+                              "view", "--user", "dave", "-n", "default")
+        assert bound.code == 0 and "rolebinding" in bound.out, bound
+
+        async def may_list() -> bool:  # once the apiservers' RBAC informers have the binding
+            try:
+                return bool(await dave.list("Pod", "default"))
+            except errors.Forbidden:
+                return False
+        await eventually(may_list)
+        with pytest.raises(errors.Forbidden, match='User "dave" cannot list resource "pods"'):
+            await dave.list("Pod", "kube-system")
+    bad = await minictl(cli_env, "create", "rolebinding", "x", "--user", "dave")
+    assert bad.code == 2 and "give exactly one of --clusterrole and --role" in bad.err
 
 
 def test_create_user_names_what_is_missing(tmp_path: Path) -> None:
