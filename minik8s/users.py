@@ -78,6 +78,7 @@ def file_name(subject: Subject) -> str:
 def compose_access(state: Path) -> ClusterAccess:
     """The compose cluster whose state scripts/compose-up.sh keeps in state
     (.work/compose/<project>)."""
+    state = state.resolve()  # the configs name their files by absolute paths
     env_path = state / "env"
     if not env_path.exists():
         raise UserError(f"no compose cluster in {state} (run `make up` first)")

@@ -156,7 +156,7 @@ def test_create_user_names_what_is_missing(tmp_path: Path) -> None:
                            "--compose", "no-such-project"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, check=False)
     assert made.returncode != 0
-    assert "no compose cluster in .work/compose/no-such-project" in made.stderr
+    assert f"no compose cluster in {tmp_path}/.work/compose/no-such-project" in made.stderr
     assert "Traceback" not in made.stderr
 
 
