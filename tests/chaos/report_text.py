@@ -144,8 +144,9 @@ BUGS = [
     "fence key, and a write that got no answer is fenced off (the fence key written through "
     "another member) before it is sent again, so the late copy fails its comparison "
     "(`Etcd.txn`). `tests/integration/test_etcd_resend.py` holds a create in a TCP relay "
-    "past its timeout, deletes the key, releases the relay and wants the key still absent "
-    "(it fails without the fence).",
+    "past its timeout, deletes the key once the resent copy is acknowledged, then sends "
+    "the first copy to its member as it would arrive late, and wants it refused (it "
+    "applies without the fence).",
     "* **Fixed** (compose, `deploy/docker-compose.yml`): its containers had no fixed "
     "address, and Docker gives a container it starts or restarts any free one. After a "
     "quorum loss (two etcd members stopped with `docker kill`), the member started first "
