@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from apiserver import policy
 from apiserver.authn import User
 from apiserver.nodeauth import NodeAuthorizer, node_name
 from apiserver.rbac import Attributes, RbacAuthorizer
@@ -78,8 +79,10 @@ def apply_attributes(user: User, objects: Iterable[Any], create_only: bool) -> l
 
 class Authorizer:
     def __init__(self, cache: WatchCache) -> None:
+        self.cache = cache
         self.rbac = RbacAuthorizer(cache)
         self.nodes = NodeAuthorizer(cache)
+        self._policy_seen = False
 
     async def allows(self, attrs: Attributes) -> bool:
         if attrs.user.is_master:
@@ -90,6 +93,17 @@ class Authorizer:
         return self.rbac.allows(attrs)
 
     async def check(self, attrs: Attributes) -> None:
-        """errors.Forbidden unless attrs is allowed."""
-        if not await self.allows(attrs):
-            raise errors.Forbidden(attrs.denial())
+        """errors.Forbidden unless attrs is allowed.
+
+        Until the default policy is in this apiserver's caches (a new cluster's
+        first seconds), a denial may be false: the component's role is not there
+        yet. It is answered UNAVAILABLE then, which clients retry, not Forbidden.
+        """
+        if await self.allows(attrs):
+            return
+        self._policy_seen = self._policy_seen or (self.cache.synced()
+                                                  and policy.in_place(self.cache))
+        if not self._policy_seen:
+            raise errors.Unavailable("authorization is starting: the default roles are not "
+                                     "in place yet; try again")
+        raise errors.Forbidden(attrs.denial())

@@ -15,6 +15,7 @@ import logging
 from google.protobuf.message import Message
 
 from apiserver.registry import Registry
+from apiserver.watchcache import WatchCache
 from minik8s import errors, kinds
 from minik8s.api.v1 import types_pb2 as t
 
@@ -95,3 +96,11 @@ async def ensure(registry: Registry) -> None:
     """Create every default role and binding that is missing."""
     for obj in (*CLUSTER_ROLES, *CLUSTER_ROLE_BINDINGS):
         await _create(registry, obj)
+
+
+def in_place(cache: WatchCache) -> bool:
+    """Whether this apiserver's caches hold every default role and binding (made by
+    whichever replica came first)."""
+    return all(obj.metadata.name in {o.metadata.name for o in
+                                     cache[kinds.of(obj).name].objects.values()}
+               for obj in (*CLUSTER_ROLES, *CLUSTER_ROLE_BINDINGS))

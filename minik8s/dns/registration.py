@@ -57,9 +57,12 @@ class Registration:
         self.probe_name = f"{NAME}.{NAMESPACE}.svc.{domain}"
 
     async def run(self, period: float = 1.0) -> None:
-        await self._ensure_service()
+        service_made = False
         while True:
             try:
+                if not service_made:
+                    await self._ensure_service()
+                    service_made = True
                 await self._reconcile()
             except errors.ApiError as exc:  # a conflict or an apiserver away: next round
                 log.debug("kube-dns endpoints: %s", exc)

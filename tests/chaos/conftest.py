@@ -132,8 +132,14 @@ def process_cluster(workdir: Path) -> Iterator[ProcessTarget]:
 
 @contextmanager
 def compose_project(workdir: Path) -> Iterator[ComposeTarget]:
-    """The compose cluster (3 × etcd, apiserver, scheduler, controller-manager; 2 nodes)."""
-    with compose_cluster(COMPOSE_PROJECT, workdir, demo=False) as compose:
+    """The compose cluster (3 × etcd, apiserver, scheduler, controller-manager; 2 nodes).
+
+    Its CA is its own: while it is up, the tests' API clients use its
+    administrator's config (MINIK8S_CONFIG), as minictl on the host does.
+    """
+    with compose_cluster(COMPOSE_PROJECT, workdir, demo=False) as compose, \
+            pytest.MonkeyPatch.context() as env:
+        env.setenv("MINIK8S_CONFIG", compose.env["MINIK8S_CONFIG"])
         target = ComposeTarget(compose)
         try:
             yield target
