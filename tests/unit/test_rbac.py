@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from google.protobuf.message import Message
 
+from apiserver import policy
 from apiserver.authn import User
+from apiserver.authz import Authorizer
 from apiserver.rbac import Attributes, RbacAuthorizer, rule_allows
-from minik8s import kinds
+from minik8s import errors, kinds
 from minik8s.api.v1 import types_pb2 as t
 
 ALICE = User("alice", ("team", "system:authenticated"))
@@ -87,3 +90,19 @@ def test_denial_names_user_verb_resource_and_namespace() -> None:
         'pods "p" is forbidden: User "alice" cannot update resource "pods" subresource '
         '"status" in the namespace "b"')
     assert _attrs("list", "nodes").denial().endswith("at the cluster scope")
+
+
+async def test_a_denial_before_the_default_policy_is_in_place_asks_to_retry() -> None:
+    cache = _cache()
+    cache.synced = lambda: True  # type: ignore[attr-defined]
+    authz = Authorizer(cache)  # type: ignore[arg-type]
+    with pytest.raises(errors.Unavailable, match="default roles are not in place"):
+        await authz.check(_attrs("list", "pods", "b"))
+    for obj in (*policy.CLUSTER_ROLES, *policy.CLUSTER_ROLE_BINDINGS):
+        cache.add(obj)
+    with pytest.raises(errors.Forbidden, match='User "alice" cannot list'):
+        await authz.check(_attrs("list", "pods", "b"))
+    for kind in ("ClusterRole", "ClusterRoleBinding"):  # an administrator removing defaults
+        cache[kind].objects = {}
+    with pytest.raises(errors.Forbidden):  # does not make denials retryable again
+        await authz.check(_attrs("list", "pods", "b"))
