@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from minik8s import errors
+from minik8s.api.v1 import apiserver_pb2 as api
 from minik8s.client import ApiClient
 from minik8s.leaderelection import ElectionConfig, LeaderElector, LeadershipLost
 from minik8s.localcluster import LocalCluster
@@ -73,6 +74,21 @@ async def test_leader_that_cannot_renew_steps_down(client: ApiClient) -> None:
         await asyncio.wait_for(a.keep_renewing(), 5)
 
 
+async def keeps_leading(reader: ApiClient, lease: str, renewing: asyncio.Task,
+                        token: api.Fence) -> None:
+    """After a fault: the lease is renewed again, and "a" holds it throughout a lease."""
+    before = (await reader.get("Lease", lease, "kube-system")).spec.renew_time.ToDatetime()
+
+    async def renewed_since() -> bool:
+        now = await reader.get("Lease", lease, "kube-system")
+        return now.spec.renew_time.ToDatetime() > before
+    await eventually(renewed_since, timeout=5)
+    await asyncio.sleep(3)  # longer than the lease: leadership must hold throughout
+    assert not renewing.done(), renewing
+    held = await reader.get("Lease", lease, "kube-system")
+    assert (held.spec.holder_identity, held.spec.lease_transitions) == ("a", token.transitions)
+
+
 async def test_renewal_survives_losing_its_apiserver(own_cluster: LocalCluster) -> None:
     async with ApiClient(own_cluster.servers) as client:
         lease = "survivor"
@@ -82,16 +98,7 @@ async def test_renewal_survives_losing_its_apiserver(own_cluster: LocalCluster) 
         port = int(client.endpoint.rsplit(":", 1)[1])
         victim = next(p.name for p in own_cluster.role("apiserver") if p.ports["grpc"] == port)
         own_cluster.kill(victim)
-        before = (await client.get("Lease", lease, "kube-system")).spec.renew_time.ToDatetime()
-
-        async def renewed_since_kill() -> bool:
-            now = await client.get("Lease", lease, "kube-system")
-            return now.spec.renew_time.ToDatetime() > before
-        await eventually(renewed_since_kill, timeout=5)
-        await asyncio.sleep(3)  # longer than the lease: leadership must hold throughout
-        assert not renewing.done(), renewing
-        held = await client.get("Lease", lease, "kube-system")
-        assert (held.spec.holder_identity, held.spec.lease_transitions) == ("a", token.transitions)
+        await keeps_leading(client, lease, renewing, token)
         renewing.cancel()
 
 
@@ -108,13 +115,4 @@ async def test_renewal_survives_its_apiserver_going_silent(cluster: LocalCluster
         stack.callback(renewing.cancel)
         next(r for r in relays if r.address == client.endpoint).hold()
         reader = await stack.enter_async_context(ApiClient(cluster.servers))
-        before = (await reader.get("Lease", lease, "kube-system")).spec.renew_time.ToDatetime()
-
-        async def renewed_since_hold() -> bool:
-            now = await reader.get("Lease", lease, "kube-system")
-            return now.spec.renew_time.ToDatetime() > before
-        await eventually(renewed_since_hold, timeout=5)
-        await asyncio.sleep(3)  # longer than the lease: leadership must hold throughout
-        assert not renewing.done(), renewing
-        held = await reader.get("Lease", lease, "kube-system")
-        assert (held.spec.holder_identity, held.spec.lease_transitions) == ("a", token.transitions)
+        await keeps_leading(reader, lease, renewing, token)

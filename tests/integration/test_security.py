@@ -88,43 +88,46 @@ async def test_tokens(cluster: LocalCluster) -> None:
         await _list_namespaces(cluster.token_servers, _creds(token="wrong-" + secret))
     assert secret not in str(refused.value)
     async with ApiClient(cluster.token_servers, credentials=_creds(token=secret)) as client:
-        async def bob_known() -> bool:  # the file is read again within a second
-            try:
-                return (await client.access_review("list", "pods", "default")).user == "bob"
-            except errors.Unauthenticated:
-                return False
-        await eventually(bob_known)
+        await eventually(lambda: known_as(client, "bob"))
         with pytest.raises(errors.Forbidden, match='User "bob" cannot list resource "pods"'):
             await client.list("Pod", "default")
     for path in (cluster.log_path(p.name) for p in cluster.role("apiserver")):
         assert secret not in path.read_text()
 
 
+async def known_as(client: ApiClient, user: str) -> bool:
+    """Whether the apiserver knows the client as user (a token file is read again
+    within a second)."""
+    try:
+        return (await client.access_review("list", "pods", "default")).user == user
+    except errors.Unauthenticated:
+        return False
+
+
+def add_user(command: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`minik8s create-token|create-user ...`, as an administrator runs it."""
+    return subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", command, *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+
+
 async def test_create_token(cluster: LocalCluster) -> None:
-    made = subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", "create-token", "carol",
-                           "--group", "team-c", "--workdir", str(cluster.workdir)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    made = add_user("create-token", "carol", "--group", "team-c", "--workdir",
+                    str(cluster.workdir))
     assert made.returncode == 0, made.stderr
     path = Path(made.stdout.strip())
     assert path.stat().st_mode & 0o077 == 0
     token = config.credentials(path).token
     assert token and token not in made.stdout
     async with ApiClient(cluster.token_servers, credentials=config.credentials(path)) as carol:
-        async def known() -> bool:  # the file is read again within a second
-            try:
-                return (await carol.access_review("list", "pods", "default")).user == "carol"
-            except errors.Unauthenticated:
-                return False
-        await eventually(known)
+        await eventually(lambda: known_as(carol, "carol"))
     async with ApiClient(cluster.servers) as admin:
         review = await admin.access_review("get", "pods", user="carol", groups=["team-c"])
         assert not review.allowed   # a token is an identity, not a grant
 
 
 async def test_create_user(cluster: LocalCluster, cli_env: dict[str, str]) -> None:
-    made = subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", "create-user", "dave",
-                           "--group", "team-d", "--workdir", str(cluster.workdir)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    made = add_user("create-user", "dave", "--group", "team-d", "--workdir",
+                    str(cluster.workdir))
     assert made.returncode == 0, made.stderr
     path = Path(made.stdout.strip())
     assert path.stat().st_mode & 0o077 == 0
@@ -152,9 +155,7 @@ async def test_create_user(cluster: LocalCluster, cli_env: dict[str, str]) -> No
 
 
 def test_create_user_names_what_is_missing(tmp_path: Path) -> None:
-    made = subprocess.run([sys.executable, "-m", "minik8s.cli.daemons", "create-user", "erin",
-                           "--compose", "no-such-project"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, check=False)
+    made = add_user("create-user", "erin", "--compose", "no-such-project", cwd=tmp_path)
     assert made.returncode != 0
     assert f"no compose cluster in {tmp_path}/.work/compose/no-such-project" in made.stderr
     assert "Traceback" not in made.stderr

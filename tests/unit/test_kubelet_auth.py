@@ -8,6 +8,7 @@ import pytest
 from kubelet.auth import ALLOWED_TTL, DENIED_TTL, Caller, Guard, Request
 from minik8s import errors
 from minik8s.pki import CertificateAuthority, Subject
+from tests.unit.fakeclock import Clock
 
 LOGS = Request("get", "pods/log", "team-a", "web")
 
@@ -37,13 +38,6 @@ class Reviews:
             return True, ""
         return False, f'User "{caller.user}" cannot {request.verb} resource "{request.resource}"'
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 
 from kubelet.backoff import Backoff
+from tests.unit.fakeclock import Clock
 
 KEY = "uid-1/app"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

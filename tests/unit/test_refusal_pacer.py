@@ -4,14 +4,7 @@ from __future__ import annotations
 import pytest
 
 from apiserver.limits import RefusalPacer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakeclock import Clock
 
 
 @pytest.fixture

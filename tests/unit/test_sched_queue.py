@@ -7,14 +7,7 @@ import pytest
 
 from minik8s.api.v1 import types_pb2
 from scheduler.queue import QueueClosed, QueuedPod, SchedulingQueue
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakeclock import Clock
 
 
 def make_pod(name: str, priority: int = 0) -> types_pb2.Pod:
@@ -26,12 +19,12 @@ def make_pod(name: str, priority: int = 0) -> types_pb2.Pod:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
-def queue(clock: FakeClock) -> SchedulingQueue:
+def queue(clock: Clock) -> SchedulingQueue:
     return SchedulingQueue(clock=clock, initial_backoff=1.0, max_backoff=10.0)
 
 
@@ -50,7 +43,7 @@ async def fail(queue: SchedulingQueue, unschedulable: bool = True) -> QueuedPod:
     return qp
 
 
-async def test_pops_by_priority_then_arrival(queue: SchedulingQueue, clock: FakeClock) -> None:
+async def test_pops_by_priority_then_arrival(queue: SchedulingQueue, clock: Clock) -> None:
     for name, priority in (("low", 0), ("high", 10), ("low2", 0), ("high2", 10)):
         queue.add(make_pod(name, priority))
         clock.now += 1
@@ -75,7 +68,7 @@ async def test_adding_a_known_pod_replaces_it(queue: SchedulingQueue) -> None:
     assert (await queue.pop()).pod is newer
 
 
-async def test_first_seen_and_enqueued_at(queue: SchedulingQueue, clock: FakeClock) -> None:
+async def test_first_seen_and_enqueued_at(queue: SchedulingQueue, clock: Clock) -> None:
     queue.add(make_pod("a"))
     clock.now += 5
     qp = await fail(queue)
@@ -87,7 +80,7 @@ def test_backoff_doubles_up_to_the_maximum(queue: SchedulingQueue) -> None:
 
 
 async def test_an_unschedulable_pod_waits_for_an_event(queue: SchedulingQueue,
-                                                        clock: FakeClock) -> None:
+                                                        clock: Clock) -> None:
     queue.add(make_pod("a"))
     await fail(queue)
     clock.now += 100
@@ -99,7 +92,7 @@ async def test_an_unschedulable_pod_waits_for_an_event(queue: SchedulingQueue,
 
 
 async def test_a_pod_moved_early_waits_out_its_backoff(queue: SchedulingQueue,
-                                                       clock: FakeClock) -> None:
+                                                       clock: Clock) -> None:
     queue.add(make_pod("a"))
     await fail(queue)
     clock.now += 0.5
@@ -112,7 +105,7 @@ async def test_a_pod_moved_early_waits_out_its_backoff(queue: SchedulingQueue,
     assert queue.depths()["active"] == 1
 
 
-async def test_backoff_grows_with_the_attempts(queue: SchedulingQueue, clock: FakeClock) -> None:
+async def test_backoff_grows_with_the_attempts(queue: SchedulingQueue, clock: Clock) -> None:
     queue.add(make_pod("a"))
     for _ in range(3):
         await fail(queue, unschedulable=False)
@@ -125,7 +118,7 @@ async def test_backoff_grows_with_the_attempts(queue: SchedulingQueue, clock: Fa
 
 
 async def test_pop_takes_a_pod_whose_backoff_expired(queue: SchedulingQueue,
-                                                     clock: FakeClock) -> None:
+                                                     clock: Clock) -> None:
     queue.add(make_pod("a"))
     await fail(queue, unschedulable=False)
     clock.now += 1
@@ -141,7 +134,7 @@ async def test_pop_wakes_up_when_a_backoff_expires() -> None:
 
 
 async def test_an_event_during_the_attempt_is_not_lost(queue: SchedulingQueue,
-                                                       clock: FakeClock) -> None:
+                                                       clock: Clock) -> None:
     queue.add(make_pod("a"))
     qp = await queue.pop()
     queue.move_all_to_active_or_backoff("NodeAdd")  # while "a" is being scheduled
@@ -158,7 +151,7 @@ async def test_an_event_before_the_attempt_does_not_count(queue: SchedulingQueue
 
 
 async def test_a_changed_unschedulable_pod_is_retried(queue: SchedulingQueue,
-                                                      clock: FakeClock) -> None:
+                                                      clock: Clock) -> None:
     queue.add(make_pod("a"))
     await fail(queue)
     status_only = make_pod("a")
@@ -207,7 +200,7 @@ async def test_delete_removes_a_pod_wherever_it_waits(queue: SchedulingQueue) ->
 
 
 async def test_flush_unschedulable_retries_pods_that_waited_too_long(
-        queue: SchedulingQueue, clock: FakeClock) -> None:
+        queue: SchedulingQueue, clock: Clock) -> None:
     queue.add(make_pod("a"))
     await fail(queue)
     clock.now += 60
