@@ -92,7 +92,8 @@ def render(runs: list[dict[str, Any]]) -> str:
         "What minik8s does when its parts fail, measured by `tests/chaos` on two kinds of "
         "cluster, each with 3 etcd members, 3 apiservers, 3 schedulers and 3 "
         "controller-managers (lease 2 s, renew deadline 1.5 s, retry 0.25 s), 2 nodes whose "
-        "kubelets run pods as real Docker containers, and the proxy:",
+        "kubelets run pods as real Docker containers, and the proxy; security on, as by "
+        "default (TLS everywhere, certificate authentication, RBAC; docs/security.md):",
         "",
         *[f"* {kind}" for kind in text.CLUSTERS.values()],
         "",

@@ -155,7 +155,7 @@ BUGS = [
     "likewise took the address of a container cut off. Every master service now has a "
     "fixed `ipv4_address` in the upper half of the subnet, outside the range Docker "
     "hands out (`scripts/compose-up.sh` chooses them with the subnet).",
-    "* **Fixed after this run** (scenario 7, kubelet): a restarted kubelet could remove the "
+    "* **Fixed** (scenario 7, kubelet): a restarted kubelet could remove the "
     "containers of a running pod and start it anew: it started its workers once its Service "
     "informer had listed, and a worker that synced a pod before the Pod list was in found no "
     "pod (`kubelet/pods.py`: `self.pods.get(key)` is None) and took its containers for "
@@ -171,7 +171,9 @@ BUGS = [
     "(`_went_unanswered`), and the elector bounds each attempt by a grpc deadline of at most "
     "half its renew deadline, so one unanswered renewal leaves time for the next "
     "(`tests/integration/test_leader_election.py::"
-    "test_renewal_survives_its_apiserver_going_silent`).",
+    "test_renewal_survives_its_apiserver_going_silent`). Scenario 4's failover p50 / p99 "
+    "went from 4.27 s / 7.60 s to 2.26 s / 4.18 s (process) and from 4.27 s / 9.33 s to "
+    "4.22 s / 5.77 s (compose), run against run.",
 ]
 
 DEFINITIONS = [
