@@ -19,10 +19,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from aetcd.rpc import rpc_pb2 as rpc
@@ -45,6 +45,7 @@ for _operation in ("range", "txn", "compact"):
 REQUIRE_LEADER = (("hasleader", "true"),)
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+T = TypeVar("T")
 
 # Raised before a write is resent; every write compares its mod_revision.
 FENCE_KEY = b"/minik8s/write-fence"
@@ -105,6 +106,16 @@ def get(key: bytes) -> rpc.RequestOp:
 
 # ---------------------------------------------------------------- client
 
+async def _timed(operation: str, call: Awaitable[T]) -> T:
+    """A request's latency, and counted as an error if no member answered it well."""
+    with ETCD_LATENCY.labels(operation).time():
+        try:
+            return await call
+        except (EtcdUnavailable, grpc.aio.AioRpcError):
+            ETCD_ERRORS.labels(operation).inc()
+            raise
+
+
 @dataclass(frozen=True)
 class EtcdTls:
     """The CA that signed etcd's serving certificates, and our client certificate."""
@@ -159,14 +170,9 @@ class Etcd:
             self._current = (self._current + 1) % len(self.endpoints)
 
     async def _call(self, operation: str, stub_cls: type, method: str, request: object) -> object:
-        """One request, timed; counted as an error if no member answered it well."""
+        """One request to whichever member answers, within the request budget."""
         deadline = time.monotonic() + self.request_timeout
-        with ETCD_LATENCY.labels(operation).time():
-            try:
-                return await self._call_members(stub_cls, method, request, deadline)
-            except (EtcdUnavailable, grpc.aio.AioRpcError):
-                ETCD_ERRORS.labels(operation).inc()
-                raise
+        return await _timed(operation, self._call_members(stub_cls, method, request, deadline))
 
     async def _call_members(self, stub_cls: type, method: str, request: object,
                             deadline: float, resend: bool = True) -> object:
@@ -208,12 +214,7 @@ class Etcd:
         the fence is sent again with the new one.
         """
         deadline = time.monotonic() + self.request_timeout
-        with ETCD_LATENCY.labels("txn").time():
-            try:
-                return await self._fenced_txn(compare, success, failure, deadline)
-            except (EtcdUnavailable, grpc.aio.AioRpcError):
-                ETCD_ERRORS.labels("txn").inc()
-                raise
+        return await _timed("txn", self._fenced_txn(compare, success, failure, deadline))
 
     async def _fenced_txn(self, compare: Sequence[rpc.Compare],
                           success: Sequence[rpc.RequestOp], failure: Sequence[rpc.RequestOp],

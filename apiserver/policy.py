@@ -1,4 +1,4 @@
-"""The default RBAC policy, created by every apiserver at start (one wins).
+"""The default RBAC policy, created by every apiserver at start (apiserver/bootstrap.py).
 
 Like Kubernetes' bootstrap policy: a role per component, bound to the user
 its certificate names, and the user-facing roles view, edit and admin (bind
@@ -9,17 +9,9 @@ authorizer (apiserver/nodeauth.py).
 """
 from __future__ import annotations
 
-import asyncio
-import logging
-
-from google.protobuf.message import Message
-
-from apiserver.registry import Registry
 from apiserver.watchcache import WatchCache
-from minik8s import errors, kinds
+from minik8s import kinds
 from minik8s.api.v1 import types_pb2 as t
-
-log = logging.getLogger("minik8s.apiserver.policy")
 
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete")
@@ -40,8 +32,8 @@ def _role(name: str, *rules: t.PolicyRule) -> t.ClusterRole:
 def _binding(name: str, role: str, kind: str, subject: str) -> t.ClusterRoleBinding:
     return t.ClusterRoleBinding(
         metadata=t.ObjectMeta(name=name, labels=_BOOTSTRAP),
-        role_ref=t.RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role),
-        subjects=[t.Subject(kind=kind, name=subject, api_group="rbac.authorization.k8s.io")])
+        role_ref=t.RoleRef(api_group=kinds.RBAC_GROUP, kind="ClusterRole", name=role),
+        subjects=[t.Subject(kind=kind, name=subject, api_group=kinds.RBAC_GROUP)])
 
 
 _BOOTSTRAP = {"kubernetes.io/bootstrapping": "rbac-defaults"}
@@ -79,28 +71,12 @@ CLUSTER_ROLE_BINDINGS = (
 )
 
 
-async def _create(registry: Registry, obj: Message) -> None:
-    kind = kinds.of(obj).name
-    while True:
-        try:
-            await registry.create(obj)
-            return
-        except errors.AlreadyExists:
-            return
-        except errors.ApiError as exc:
-            log.warning("creating %s %s: %s; retrying", kind, obj.metadata.name, exc)
-            await asyncio.sleep(1)
-
-
-async def ensure(registry: Registry) -> None:
-    """Create every default role and binding that is missing."""
-    for obj in (*CLUSTER_ROLES, *CLUSTER_ROLE_BINDINGS):
-        await _create(registry, obj)
+DEFAULTS = (*CLUSTER_ROLES, *CLUSTER_ROLE_BINDINGS)
 
 
 def in_place(cache: WatchCache) -> bool:
     """Whether this apiserver's caches hold every default role and binding (made by
     whichever replica came first)."""
-    return all(obj.metadata.name in {o.metadata.name for o in
-                                     cache[kinds.of(obj).name].objects.values()}
-               for obj in (*CLUSTER_ROLES, *CLUSTER_ROLE_BINDINGS))
+    present = {(kind, o.metadata.name) for kind in ("ClusterRole", "ClusterRoleBinding")
+               for o in cache[kind].objects.values()}
+    return all((kinds.of(obj).name, obj.metadata.name) in present for obj in DEFAULTS)

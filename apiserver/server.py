@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from prometheus_client import REGISTRY, Counter, Histogram
 
-from apiserver import authz, fencing, policy
+from apiserver import authz, bootstrap, fencing
 from apiserver.allocators import ServiceAllocator
 from apiserver.authn import AUTHENTICATED, Authenticator, TokenFile, User
 from apiserver.etcd import Etcd, EtcdTls, EtcdUnavailable
@@ -34,7 +34,6 @@ from apiserver.watchcache import WatchCache
 from minik8s import errors, kinds, serving
 from minik8s.api.v1 import apiserver_pb2 as api
 from minik8s.api.v1 import apiserver_pb2_grpc as api_grpc
-from minik8s.api.v1 import types_pb2 as t
 from minik8s.client import ORIGIN_APISERVER, ORIGIN_KEY
 
 log = logging.getLogger("minik8s.apiserver")
@@ -46,7 +45,6 @@ LATENCY = Histogram("apiserver_request_duration_seconds", "API request latency",
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 ORIGIN = ((ORIGIN_KEY, ORIGIN_APISERVER),)
-DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 def _resource(request: Any) -> str:
@@ -263,25 +261,6 @@ class Options:
     etcd_tls: EtcdTls | None = None
 
 
-async def _ensure_namespaces(registry: Registry) -> None:
-    """Create the built-in namespaces (every replica tries; one wins)."""
-    for name in DEFAULT_NAMESPACES:
-        while True:
-            try:
-                await registry.create(t.Namespace(metadata=t.ObjectMeta(name=name)))
-                break
-            except errors.AlreadyExists:
-                break
-            except errors.ApiError as exc:
-                log.warning("creating namespace %s: %s; retrying", name, exc)
-                await asyncio.sleep(1)
-
-
-async def _bootstrap(registry: Registry) -> None:
-    await _ensure_namespaces(registry)
-    await policy.ensure(registry)
-
-
 async def run(opts: Options) -> None:
     """Run one apiserver replica until SIGTERM."""
     etcd = Etcd(opts.etcd_servers, request_timeout=opts.etcd_request_timeout, tls=opts.etcd_tls)
@@ -320,12 +299,12 @@ async def run(opts: Options) -> None:
     await server.start()
     log.info("serving the API on %s:%d, health and metrics on http://%s:%d", opts.bind_address,
              port, opts.bind_address, http_port)
-    namespaces = asyncio.create_task(_bootstrap(registry))
+    bootstrapping = asyncio.create_task(bootstrap.run(registry))
     synced = asyncio.create_task(_serving_when_synced(cache, health))
     signame = await serving.wait_for_termination()
     log.info("received %s; shutting down", signame)
     await serving.set_serving(health, False)
-    namespaces.cancel()
+    bootstrapping.cancel()
     synced.cancel()
     cache.end_watches("apiserver shutting down; resume on another")
     await server.stop(grace=2)

@@ -28,7 +28,8 @@ class Kind:
         return self.message()
 
 
-RBAC = "rbac.authorization.k8s.io/v1"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC = f"{RBAC_GROUP}/v1"
 
 KINDS: tuple[Kind, ...] = (
     Kind("Namespace", "namespaces", "v1", False, types_pb2.Namespace, "namespace", ("ns",)),

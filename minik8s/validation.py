@@ -744,7 +744,6 @@ def _event(event: types_pb2.Event) -> None:
     _one_of(event.type, EVENT_TYPES, "type")
 
 
-RBAC_GROUP = "rbac.authorization.k8s.io"
 ROLE_KINDS = ("Role", "ClusterRole")
 SUBJECT_KINDS = ("User", "Group")
 
@@ -769,9 +768,9 @@ def _binding(binding: types_pb2.RoleBinding | types_pb2.ClusterRoleBinding) -> N
     _required(ref.kind, "roleRef.kind")
     allowed = ROLE_KINDS if binding.DESCRIPTOR.name == "RoleBinding" else ROLE_KINDS[1:]
     _one_of(ref.kind, allowed, "roleRef.kind")
-    if ref.api_group and ref.api_group != RBAC_GROUP:
+    if ref.api_group and ref.api_group != kinds.RBAC_GROUP:
         raise FieldError("roleRef.apiGroup", f'Unsupported value: "{ref.api_group}": supported '
-                                             f'values: "{RBAC_GROUP}"')
+                                             f'values: "{kinds.RBAC_GROUP}"')
     for i, subject in enumerate(binding.subjects):
         _one_of(subject.kind, SUBJECT_KINDS, f"subjects[{i}].kind")
         _required(subject.name, f"subjects[{i}].name")

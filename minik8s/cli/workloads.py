@@ -340,8 +340,6 @@ def emit(obj: Message, action: str, dry_run: str, output: str | None) -> None:
 
 # ---------------------------------------------------------------- create deployment|namespace|rolebinding
 
-RBAC_GROUP = "rbac.authorization.k8s.io"
-
 @click.command("deployment")
 @click.argument("name")
 @click.argument("command", nargs=-1)
@@ -415,9 +413,9 @@ def create_rolebinding(name: str, clusterrole: str | None, role: str | None,
     def work(client: ApiClient, namespace: str) -> Awaitable[int]:
         binding = t.RoleBinding(
             metadata=t.ObjectMeta(name=name, namespace=namespace),
-            role_ref=t.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole" if clusterrole else "Role",
+            role_ref=t.RoleRef(api_group=kinds.RBAC_GROUP, kind="ClusterRole" if clusterrole else "Role",
                                name=clusterrole or role or ""),
-            subjects=[t.Subject(kind=kind, api_group=RBAC_GROUP, name=who)
+            subjects=[t.Subject(kind=kind, api_group=kinds.RBAC_GROUP, name=who)
                       for kind, names in (("User", users), ("Group", groups)) for who in names])
         return create_object(client, binding, dry_run, output)
     run(work)

@@ -98,7 +98,7 @@ async def test_a_denial_before_the_default_policy_is_in_place_asks_to_retry() ->
     authz = Authorizer(cache)  # type: ignore[arg-type]
     with pytest.raises(errors.Unavailable, match="default roles are not in place"):
         await authz.check(_attrs("list", "pods", "b"))
-    for obj in (*policy.CLUSTER_ROLES, *policy.CLUSTER_ROLE_BINDINGS):
+    for obj in policy.DEFAULTS:
         cache.add(obj)
     with pytest.raises(errors.Forbidden, match='User "alice" cannot list'):
         await authz.check(_attrs("list", "pods", "b"))
