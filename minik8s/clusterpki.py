@@ -47,6 +47,5 @@ class ClusterPki:
         return self.issue(name, pki.server_subject(name, [self.host]))
 
     def client_config(self, path: Path, servers: list[str], files: CertFiles) -> Path:
-        config.write(path, servers, {config.CA: str(self.ca.cert_path),
-                                     config.CERT: str(files.cert), config.KEY: str(files.key)})
+        config.write_certificate(path, servers, self.ca.cert_path, files)
         return path

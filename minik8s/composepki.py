@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from minik8s import clusterpki, config, pki
-from minik8s.pki import CertificateAuthority, Subject
+from minik8s.pki import CertFiles, CertificateAuthority, Subject
 
 MEMBERS = 3
 SERVERS = [f"apiserver-{i}:6443" for i in range(MEMBERS)]
@@ -40,8 +40,8 @@ def _authority(ca: CertificateAuthority, directory: Path) -> CertificateAuthorit
 def _client(ca: CertificateAuthority, directory: Path, name: str, subject: Subject) -> None:
     """<name>.crt/key for subject and <name>.conf, a client config using them."""
     _authority(ca, directory).issue(name, subject)
-    config.write(directory / f"{name}.conf", SERVERS, {
-        config.CA: "ca.crt", config.CERT: f"{name}.crt", config.KEY: f"{name}.key"})
+    config.write_certificate(directory / f"{name}.conf", SERVERS, Path("ca.crt"),
+                             CertFiles(Path(f"{name}.crt"), Path(f"{name}.key")))
 
 
 def generate(root: Path, node_ips: list[str]) -> None:

@@ -152,3 +152,9 @@ def write(path: Path, server_list: list[str], creds: dict[str, str] | None = Non
     """Write a client config: the servers and credential entries (paths or values)."""
     text = yaml.safe_dump({"servers": server_list, **(creds or {})}, sort_keys=False)
     pki.write_private(path, text.encode())
+
+
+def write_certificate(path: Path, server_list: list[str], ca: Path, files: pki.CertFiles) -> None:
+    """Write a client config that trusts ca and presents files' certificate (relative
+    paths are read from the config's own directory)."""
+    write(path, server_list, {CA: str(ca), CERT: str(files.cert), KEY: str(files.key)})

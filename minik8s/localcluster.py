@@ -292,21 +292,22 @@ class LocalCluster:
             if proc.role in ("etcd", "apiserver"):
                 continue
             path = self.workdir / "auth" / f"{proc.name}.conf"
-            if self._pki is None:
-                config.write(path, self.servers, {"insecure": True})
-            else:
-                subject = clusterpki.node_subject(proc.name, [self.host]) \
-                    if proc.role == "kubelet" else clusterpki.IDENTITIES[proc.role]
-                self._pki.client_config(path, self.servers,
-                                        self._pki.issue(file_name(subject), subject))
+            subject = clusterpki.node_subject(proc.name, [self.host]) \
+                if proc.role == "kubelet" else clusterpki.IDENTITIES[proc.role]
+            self._client_config(path, file_name(subject), subject)
             proc.config = str(path)
 
     def write_admin_config(self, path: Path) -> None:
         """A minictl config for this cluster as its administrator (system:masters)."""
+        self._client_config(path, "admin", clusterpki.ADMIN)
+
+    def _client_config(self, path: Path, name: str, subject: Subject) -> None:
+        """A config for the servers presenting subject's certificate (issued as name),
+        or an --insecure one."""
         if self._pki is None:
             config.write(path, self.servers, {"insecure": True})
-            return
-        self._pki.client_config(path, self.servers, self._pki.issue("admin", clusterpki.ADMIN))
+        else:
+            self._pki.client_config(path, self.servers, self._pki.issue(name, subject))
 
     @property
     def users(self) -> ClusterAccess:

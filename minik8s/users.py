@@ -46,9 +46,7 @@ class ClusterAccess:
         authority, subject = self._authority(), Subject(user, groups)
         files = authority.issue(file_name(subject), subject)
         path = self.auth_dir / f"{file_name(subject)}.conf"
-        config.write(path, self.servers, {config.CA: str(authority.cert_path),
-                                          config.CERT: str(files.cert),
-                                          config.KEY: str(files.key)})
+        config.write_certificate(path, self.servers, authority.cert_path, files)
         return path
 
     def issue_token(self, user: str, groups: tuple[str, ...] = ()) -> Path:

@@ -29,7 +29,6 @@ def session_pki() -> Path:
     ca = CertificateAuthority.ensure(root / "pki")
     admin = ca.issue("admin", clusterpki.ADMIN)
     path = root / "admin.conf"
-    config.write(path, [], {config.CA: str(ca.cert_path), config.CERT: str(admin.cert),
-                            config.KEY: str(admin.key)})
+    config.write_certificate(path, [], ca.cert_path, admin)
     os.environ["MINIK8S_CONFIG"] = str(path)
     return root / "pki"

@@ -75,8 +75,7 @@ async def test_expired_certificate_is_refused(cluster: LocalCluster, tmp_path: P
     with pytest.raises(errors.Unavailable, match="refused our client certificate"):
         await _list_namespaces(cluster.servers, _creds(old))
     path = tmp_path / "config"
-    config.write(path, cluster.servers, {config.CA: str(_ca().cert_path),
-                                         config.CERT: str(old.cert), config.KEY: str(old.key)})
+    config.write_certificate(path, cluster.servers, _ca().cert_path, old)
     with pytest.raises(config.ConfigError, match="the client certificate expired on"):
         config.credentials(path)
 

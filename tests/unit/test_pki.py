@@ -52,9 +52,7 @@ def test_a_new_ca_reissues(tmp_path: Path) -> None:
 
 def _write_config(tmp_path: Path, files: pki.CertFiles, ca: CertificateAuthority) -> Path:
     path = tmp_path / "config"
-    config.write(path, ["127.0.0.1:1"], {config.CA: str(ca.cert_path),
-                                         config.CERT: str(files.cert),
-                                         config.KEY: str(files.key)})
+    config.write_certificate(path, ["127.0.0.1:1"], ca.cert_path, files)
     return path
 
 
